@@ -1,0 +1,1 @@
+"""FlowCatalyst server edition: SQS, NATS, the platform API, scheduler and processors."""
