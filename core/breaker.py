@@ -64,7 +64,7 @@ class CircuitBreaker:
 
     def __init__(self, name, settings=None, now=0.0):
         self.name = name
-        self.settings = settings or BreakerSettings()
+        self.settings = BreakerSettings() if settings is None else settings
         self.state = CLOSED
         self._window = []  # ring buffer of outcomes: True = success
         self._next = 0
@@ -172,7 +172,7 @@ class BreakerRegistry:
     """All breakers of a router, keyed by the exact mediation target, shared across pools."""
 
     def __init__(self, settings=None, clock=monotonic, idle_timeout=3600.0):
-        self.settings = settings or BreakerSettings()
+        self.settings = BreakerSettings() if settings is None else settings
         self.clock = clock
         self.idle_timeout = idle_timeout
         self._breakers = {}

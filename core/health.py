@@ -29,7 +29,7 @@ class HealthSettings:
 def health_report(pools, consumers, active_warnings, settings=None):
     """`pools`: list of (code, success_rate, samples); `consumers`: list of (id, stalled);
     `active_warnings`: the active Warning objects. Returns the report as a dict."""
-    s = settings or HealthSettings()
+    s = HealthSettings() if settings is None else settings
     issues = []
     pools_healthy = pools_unhealthy = 0
     for code, rate, samples in pools:

@@ -14,7 +14,7 @@ target's circuit breaker, mediates, records the outcome and resolves the callbac
   other failures           nack(outcome delay)     NEXT_ON_ERROR: goes on (the failed message
                                                    comes back later on its own)
                                                    BLOCK_ON_ERROR: the rest of this poll batch
-                                                   in the group is deferred (10 s) undelivered
+                                                   in the group is deferred (10 s by default) undelivered
   breaker open             defer(5 s), no request  as for failures
 
 Deferrals are not delivery attempts: queues that count receives (for dead-lettering) do not
@@ -60,13 +60,14 @@ class PoolObserver:
 
 
 class ProcessPool:
-    def __init__(self, config, mediator, breakers, observer=None, clock=monotonic, max_samples=10000):
+    def __init__(self, config, mediator, breakers, observer=None, clock=monotonic, max_samples=10000, cascade_delay=CASCADE_DELAY):
         self.code = config.code
         self.config = config
         self.mediator = mediator
         self.breakers = breakers
-        self.observer = observer or PoolObserver()
+        self.observer = PoolObserver() if observer is None else observer
         self.clock = clock
+        self.cascade_delay = cascade_delay
         self.semaphore = FifoSemaphore(config.effective_concurrency)
         self.limiter = RateLimiter(config.rate_limit_per_minute, clock)
         self.groups = MessageGroups()
@@ -74,6 +75,7 @@ class ProcessPool:
         self.running = True
         self.queue_size = 0  # accepted, not yet holding a permit
         self._tasks = set()
+        self._accepted = set()  # callbacks accepted and not yet handled, for cancel()
         self._abandoned = []  # background nacks of abandoned callbacks, awaited by cancel()
 
     # -- sizing ---------------------------------------------------------------------------------
@@ -109,6 +111,7 @@ class ProcessPool:
         if self.queue_size >= self.capacity:
             return "full"
         self.queue_size += 1
+        self._accepted.add(callback)
         message = callback.message
         if message.ordered:
             if self.groups.push(message.group, callback, callback.batch_id, message.high_priority):
@@ -136,6 +139,7 @@ class ProcessPool:
             await self._deliver(callback)
         finally:
             self._abandon(callback)
+            self._accepted.discard(callback)
             self._task_done()
 
     async def _drain_group(self, key):
@@ -147,11 +151,12 @@ class ProcessPool:
                     return
                 if held:
                     self.queue_size -= 1
-                    await callback.defer(CASCADE_DELAY)
-                    continue
-                outcome = await self._deliver(callback)
-                if not outcome.acked and callback.message.dispatch_mode == BLOCK_ON_ERROR:
-                    self.groups.hold(key, callback.batch_id)
+                    await callback.defer(self.cascade_delay)
+                else:
+                    outcome = await self._deliver(callback)
+                    if not outcome.acked and callback.message.dispatch_mode == BLOCK_ON_ERROR:
+                        self.groups.hold(key, callback.batch_id)
+                self._accepted.discard(callback)
         finally:
             if callback is not None:
                 self._abandon(callback)
@@ -224,6 +229,12 @@ class ProcessPool:
                 await task
             except BaseException:  # CancelledError, or whatever the task died of
                 pass
+        # A task cancelled before its first step never runs its finally: answer for it here.
+        for callback in self._accepted:
+            self._abandon(callback)
+        self._accepted = set()
+        self.groups = MessageGroups()
+        self.queue_size = 0
         abandoned, self._abandoned = self._abandoned, []
         for task in abandoned:
             await task

@@ -23,6 +23,7 @@ circuit breakers and old warnings, warns on pipeline growth, and restarts stalle
 
 import asyncio
 
+from . import classify
 from . import warnings as w
 from .breaker import BreakerRegistry
 from .callback import ACK, DEFER, NACK, MessageCallback
@@ -50,6 +51,7 @@ class RouterSettings:
     __slots__ = (
         "poll_batch_size",
         "full_pool_defer",
+        "cascade_delay",
         "capacity_wait",
         "error_wait",
         "empty_wait",
@@ -68,6 +70,7 @@ class RouterSettings:
     def __init__(self, **overrides):
         self.poll_batch_size = 10
         self.full_pool_defer = 5
+        self.cascade_delay = 10
         self.capacity_wait = 2.0
         self.error_wait = 1.0
         self.empty_wait = 1.0
@@ -106,13 +109,13 @@ class Router(PoolObserver):
     def __init__(self, consumer_factory=None, mediator=None, breakers=None, warnings=None, settings=None, clock=monotonic):
         """`consumer_factory(queue_config)` returns a QueueConsumer for a configured queue;
         `mediator` delivers (default: an HttpMediator over the core's HTTP client)."""
-        self.settings = settings or RouterSettings()
+        self.settings = RouterSettings() if settings is None else settings
         self.clock = clock
         self.consumer_factory = consumer_factory
         self._owns_mediator = mediator is None
-        self.mediator = mediator or HttpMediator()
-        self.breakers = breakers or BreakerRegistry(clock=clock)
-        self.warnings = warnings or w.WarningService()
+        self.mediator = HttpMediator() if mediator is None else mediator
+        self.breakers = BreakerRegistry(clock=clock) if breakers is None else breakers
+        self.warnings = w.WarningService() if warnings is None else warnings
         self.metrics = RouterMetrics(self)
         self.pipeline = Pipeline()
         self.pools = {}
@@ -222,7 +225,7 @@ class Router(PoolObserver):
                 pool.update(pc)
                 self.pools[pc.code] = pool
                 return pool
-        pool = ProcessPool(pc, self.mediator, self.breakers, self, self.clock, self.settings.max_samples)
+        pool = ProcessPool(pc, self.mediator, self.breakers, self, self.clock, self.settings.max_samples, self.settings.cascade_delay)
         self.pools[pc.code] = pool
         _log.info("pool created", pool=pc.code, concurrency=pool.concurrency, rateLimitPerMinute=pc.rate_limit_per_minute)
         return pool
@@ -442,7 +445,16 @@ class Router(PoolObserver):
                 "%s for message %s: Target: %s" % (outcome.message, message.id, message.mediation_target),
                 "HttpMediator",
             )
-        if not outcome.acked:
+        if outcome.result == classify.ERROR_CONFIG:
+            _log.warn(
+                "target refused the message: dropped, not retried",
+                messageId=message.id,
+                pool=pool.code,
+                group=message.message_group_id,
+                status=outcome.status,
+                target=message.mediation_target,
+            )
+        elif not outcome.acked:
             _log.info(
                 "delivery not acknowledged",
                 messageId=message.id,

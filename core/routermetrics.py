@@ -13,7 +13,7 @@ _OUTCOME_LABEL = {ACK: "acked", NACK: "nacked"}
 class RouterMetrics:
     def __init__(self, router, registry=None):
         self.router = router
-        r = self.registry = registry or MetricsRegistry()
+        r = self.registry = MetricsRegistry() if registry is None else registry
         self.processed = r.counter("fc_messages_processed_total", "Messages delivered, by outcome", ("pool", "success", "result"))
         self.duration = r.histogram("fc_mediation_duration_seconds", "Time spent mediating one message", ("pool",))
         self.limited = r.counter("fc_rate_limit_exceeded_total", "Deliveries that waited for the pool rate limit", ("pool",))

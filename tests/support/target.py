@@ -11,7 +11,8 @@ use it by URL alone, or from a handler a test installs with `on(path, handler)`:
   /redirect/CODE?to=PATH  answers CODE with Location: PATH
   anything else           200 with an empty body
 
-Every request is recorded (method, path, headers, body, arrival time) in `requests`.
+Every request is recorded (method, path, headers, body, arrival time, and the raw request
+line and header bytes as `head`) in `requests`.
 """
 
 import asyncio
@@ -22,15 +23,16 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class Recorded:
-    __slots__ = ("method", "path", "query", "headers", "body", "at")
+    __slots__ = ("method", "path", "query", "headers", "body", "at", "head")
 
-    def __init__(self, method, path, query, headers, body, at):
+    def __init__(self, method, path, query, headers, body, at, head=b""):
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
         self.at = at
+        self.head = head  # the request line and header lines exactly as received
 
     def json(self):
         return json.loads(self.body)
@@ -125,15 +127,17 @@ class Target:
                     return
                 method, target, _ = line.decode().split(" ", 2)
                 headers = {}
+                head = line
                 while True:
                     h = await reader.readline()
+                    head += h
                     if h in (b"\r\n", b"\n", b""):
                         break
                     name, _, value = h.decode().partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 parts = urlsplit(target)
-                rec = Recorded(method, parts.path, parse_qs(parts.query), headers, body, time.monotonic())
+                rec = Recorded(method, parts.path, parse_qs(parts.query), headers, body, time.monotonic(), head)
                 with self._lock:
                     self.requests.append(rec)
                 status, out_headers, out_body = await self._respond(rec)
@@ -148,8 +152,8 @@ class Target:
                 await writer.drain()
                 if out_headers.get("Connection") == "close":
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            return
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
+            return  # a client went away, or the target is stopping
         finally:
             writer.close()
 
