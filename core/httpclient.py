@@ -56,6 +56,8 @@ class _Conn:
     def close(self):
         try:
             self.writer.close()
+            if MICROPYTHON:  # there Stream.close() does nothing: wait_closed() closes `s`
+                self.writer.s.close()
         except Exception:  # closing a broken socket must never raise into delivery
             pass
 
@@ -85,28 +87,54 @@ def split_url(url):
     default_port = 443 if scheme == "https" else 80
     if authority.startswith("["):
         end = authority.find("]")
+        after = authority[end + 1 :]
+        if end < 0 or (after and after[0] != ":"):
+            raise ValueError("bad IPv6 address in URL: %r" % url)
         host = authority[1:end]
-        port_text = authority[end + 2 :] if authority[end + 1 : end + 2] == ":" else ""
+        port_text = after[1:]
     else:
         host, _, port_text = authority.partition(":")
     if not host:
         raise ValueError("URL has no host: %r" % url)
     port = int(port_text) if port_text else default_port
+    if not 0 < port < 65536:
+        raise ValueError("port out of range in URL: %r" % url)
     host_header = authority if port_text else (("[%s]" % host) if ":" in host else host)
     return scheme, host, port, target, host_header
 
 
 def resolve_location(base, location):
-    """Absolute URL for a redirect `Location` relative to `base`."""
-    if "://" in location.split("?", 1)[0]:
-        return location
+    """Absolute URL for a redirect `Location` relative to `base` (RFC 3986 §5.2)."""
+    colon = location.find(":")
+    if colon > 0 and location[0].isalpha() and all(c.isalpha() or c.isdigit() or c in "+-." for c in location[:colon]):
+        return location  # has a scheme of its own
     scheme, host, port, target, host_header = split_url(base)
     if location.startswith("//"):
         return scheme + ":" + location
-    if location.startswith("/"):
-        return "%s://%s%s" % (scheme, host_header, location)
-    directory = target.split("?", 1)[0].rpartition("/")[0]
-    return "%s://%s%s/%s" % (scheme, host_header, directory, location)
+    location = location.split("#", 1)[0]
+    path = target.split("?", 1)[0]
+    if not location or location.startswith("?"):
+        return "%s://%s%s%s" % (scheme, host_header, path, location or target[len(path) :])
+    if not location.startswith("/"):
+        location = path.rpartition("/")[0] + "/" + location
+    return "%s://%s%s" % (scheme, host_header, _remove_dot_segments(location))
+
+
+def _remove_dot_segments(reference):
+    path, mark, query = reference.partition("?")
+    if "/." not in path:
+        return reference
+    segments = path.split("/")
+    out = []
+    for segment in segments[1:]:
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    if segments[-1] in (".", ".."):
+        out.append("")
+    return "/" + "/".join(out) + mark + query
 
 
 class HttpClient:
@@ -151,23 +179,24 @@ class HttpClient:
 
     async def _send(self, method, url, headers, body):
         redirects = 0
+        origin = None
         while True:
             try:
                 parts = split_url(url)
             except ValueError as e:
                 raise TransportError("other", str(e))
+            if origin is not None and parts[:3] != origin:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            origin = parts[:3]
             response = await self._exchange(method, url, parts, headers, body)
             location = response.headers.get("location")
             if response.status not in REDIRECT_STATUSES or not location or redirects >= self.max_redirects:
                 return response
             redirects += 1
-            new_url = resolve_location(url, location)
-            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+            if (response.status == 303 and method != "HEAD") or (response.status in (301, 302) and method == "POST"):
                 method, body = "GET", b""
                 headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-            if split_url(new_url)[:3] != parts[:3]:
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-            url = new_url
+            url = resolve_location(url, location)
 
     async def _exchange(self, method, url, parts, headers, body):
         scheme, host, port, target, host_header = parts
@@ -209,6 +238,8 @@ class HttpClient:
                 status_line = await conn.reader.readline()
             except OSError as e:
                 raise _NoResponse(_describe(e))
+            except ValueError as e:  # CPython: a status line longer than the stream's limit
+                raise TransportError("other", "bad response: %s" % _describe(e))
             if not status_line:
                 raise _NoResponse("connection closed before a response")
             try:
@@ -297,8 +328,8 @@ class HttpClient:
 
     async def _connect(self, key):
         scheme, host, port = key
-        ssl_context = self._ssl_context() if scheme == "https" else None
         try:
+            ssl_context = self._ssl_context() if scheme == "https" else None
             if ssl_context is None:
                 opening = asyncio.open_connection(host, port)
             else:
@@ -372,13 +403,15 @@ async def _read_chunked(reader, limit):
 async def _read_to_close(reader, limit):
     chunks = []
     total = 0
-    while total < limit:
-        data = await reader.read(min(65536, limit - total))
+    while True:
+        data = await reader.read(min(65536, limit - total + 1))  # one byte more tells truncation
         if not data:
             return b"".join(chunks), False
+        if total + len(data) > limit:
+            chunks.append(data[: limit - total])
+            return b"".join(chunks), True
         chunks.append(data)
         total += len(data)
-    return b"".join(chunks), True
 
 
 def _describe(error):

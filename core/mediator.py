@@ -26,27 +26,35 @@ def build_request(message, now):
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if message.headers:
         for name in message.headers:
-            lower = name.lower()
-            for existing in list(headers):
-                if existing.lower() == lower:
-                    del headers[existing]
-            headers[name] = message.headers[name]
+            _put(headers, name, message.headers[name])
+    # The router's own headers replace a pointer header of the same name in any case.
     if message.auth_token:
-        headers["Authorization"] = "Bearer " + message.auth_token
+        _put(headers, "Authorization", "Bearer " + message.auth_token)
     secret = message.signing_secret
     if secret:
         if is_standard_secret(secret):
-            headers.update(sign_standard(secret, message.id, body, now))
+            signed = sign_standard(secret, message.id, body, now)
         else:
-            headers.update(sign(secret, body, now))
+            signed = sign(secret, body, now)
+        for name in signed:
+            _put(headers, name, signed[name])
     return message.mediation_target, headers, body
+
+
+def _put(headers, name, value):
+    """Set header `name`, removing any header whose name differs from it only in case."""
+    lower = name.lower()
+    for existing in list(headers):
+        if existing.lower() == lower:
+            del headers[existing]
+    headers[name] = value
 
 
 class HttpMediator:
     def __init__(self, transport=None, max_attempts=3, retry_delays=(1.0, 2.0, 3.0), timeout=None):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self.transport = transport or HttpClient()
+        self.transport = HttpClient() if transport is None else transport
         self.max_attempts = max_attempts
         self.retry_delays = tuple(retry_delays)
         self.timeout = timeout  # None: the transport's own request timeout
