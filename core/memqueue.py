@@ -122,6 +122,7 @@ class MemoryQueue:
         self.counters = {"published": 0, "duplicates": 0, "received": 0, "acked": 0, "nacked": 0, "deferred": 0}
         self._seq = 0
         self._tie = 0
+        self._receipts = 0  # numbers receipt handles: each receive gets a new one
         self._live = {}  # seq -> entry
         self._lines = {}  # group -> _Line
         self._ready = []  # heap of (seq, entry): candidates to claim
@@ -168,8 +169,10 @@ class MemoryQueue:
         if entry.group is None:
             heappush(self._ready, (entry.seq, entry))
         else:
-            self._line(entry.group).entries.append(entry)
-            self._refresh_line(entry.group, now)
+            line = self._line(entry.group)
+            line.entries.append(entry)
+            if line.entries.peek() is entry:  # only a new head changes what can be claimed
+                self._refresh_line(entry.group, now)
         self._wakeup.set()
         return entry
 
@@ -183,6 +186,8 @@ class MemoryQueue:
     # -- consuming ------------------------------------------------------------------------------
 
     async def poll(self, max_messages=10, wait=None):
+        if max_messages < 1:
+            return []
         wait = self.wait_seconds if wait is None else wait
         deadline = self.clock() + wait
         while True:
@@ -238,7 +243,8 @@ class MemoryQueue:
 
     def _receive(self, e, now):
         e.receive_count += 1
-        e.handle = "%s:%d:%d" % (self.identifier, e.seq, e.receive_count)
+        self._receipts += 1
+        e.handle = "%s:%d:%d" % (self.identifier, e.seq, self._receipts)
         e.visible_at = now + self.visibility_timeout
         self._handles[e.handle] = e
         if e.group is not None:
@@ -337,6 +343,8 @@ class MemoryQueue:
     def _timer(self, due, kind, e, token):
         self._tie += 1
         heappush(self._timers, (due, self._tie, kind, e, token))
+        if self._timers[0][1] == self._tie:
+            self._wakeup.set()  # now the earliest timer: a waiting poll must shorten its wait
 
     def _run_timers(self, now):
         timers = self._timers
@@ -372,7 +380,10 @@ class MemoryQueue:
         self.dead_letters.append(dead)
         _log.error("message dead-lettered", queue=self.identifier, messageId=e.message.id, group=e.message.message_group_id, reason=reason)
         if self.on_dead_letter is not None:
-            self.on_dead_letter(dead)
+            try:
+                self.on_dead_letter(dead)
+            except Exception as error:  # a listener's bug must not abort the poll
+                _log.error("on_dead_letter callback failed", queue=self.identifier, error=repr(error))
 
     def replay_dead_letters(self, message_ids=None):
         """Put dead letters (all, or those with these ids) back on the queue with a fresh
@@ -402,6 +413,7 @@ class MemoryQueue:
 
     async def metrics(self):
         now = self.clock()
+        self._run_timers(now)  # count expired visibility and ended set-asides as what they are
         pending = delayed = 0
         oldest = None
         for e in self._live.values():

@@ -6,8 +6,9 @@ Every routed message is tracked under its pipeline key (the broker message id, o
 
   REDELIVERY  same broker id already tracked (its visibility expired while we still work on
               it): keep the newest receipt handle for the final ack, drop the copy;
-  REQUEUE     same application id under another broker id (re-published while in flight):
-              delete the copy, leave the original alone;
+  REQUEUE     same application id under another pipeline key (re-published while in flight,
+              or the same id arriving from another queue): delete the copy, leave the
+              original alone (its receipt handle belongs to its own queue);
   NEW         anything else.
 
 Two copies of one id in the same poll batch are caught too (the first is tracked before the
@@ -69,14 +70,16 @@ class Pipeline:
         broker_id = queued.broker_message_id
         entry = self.entries.get(broker_id) if broker_id else None
         if entry is not None:
+            if entry.queue_identifier != queued.queue_identifier:
+                return REQUEUE  # the same broker id on another queue: its handle is not ours
             entry.receipt_handle = queued.receipt_handle
             entry.last_seen = now
             return REDELIVERY
         key = self.by_message_id.get(queued.message.id)
         if key is None:
             return NEW
-        if broker_id and broker_id != key:
-            return REQUEUE
+        if pipeline_key(queued) != key:
+            return REQUEUE  # another broker id, or (without one) another queue
         entry = self.entries.get(key)
         if entry is None:
             return NEW
