@@ -142,8 +142,8 @@ def parse_retry_after(value, now=None):
 
 def _ack_field(body):
     """(`ack`, `delaySeconds`) from a JSON object body; (None, None) for anything else."""
-    if not body or body.lstrip()[:1] != b"{":
-        return None, None
+    if not body or b"false" not in body or body.lstrip()[:1] != b"{":
+        return None, None  # only a JSON object that says false can hold back an ack
     try:
         data = jsoncodec.loads(body)
     except (ValueError, UnicodeError):

@@ -62,6 +62,13 @@ def create_task(coro):
     return asyncio.create_task(coro)
 
 
+def running_loop():
+    """The event loop running now (MicroPython has only one)."""
+    import asyncio
+
+    return asyncio.get_event_loop() if MICROPYTHON else asyncio.get_running_loop()
+
+
 async def sleep(seconds):
     """asyncio.sleep that also works as a coroutine on MicroPython (where it is a generator)."""
     import asyncio

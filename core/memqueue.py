@@ -26,7 +26,7 @@ wait up to `wait_seconds` and return as soon as a message becomes claimable.
 """
 
 import asyncio
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 
 from .compat import monotonic, wall_time, with_timeout
 from .fifo import Fifo
@@ -342,9 +342,25 @@ class MemoryQueue:
 
     def _timer(self, due, kind, e, token):
         self._tie += 1
-        heappush(self._timers, (due, self._tie, kind, e, token))
-        if self._timers[0][1] == self._tie:
+        timers = self._timers
+        if len(timers) > 2 * len(self._live) + 256:
+            # Timers outlive their purpose (an acked message's visibility timer stays until
+            # it is due): drop the stale ones so memory follows the queue, not its history.
+            timers = self._timers = [t for t in timers if self._timer_matters(t)]
+            heapify(timers)
+        heappush(timers, (due, self._tie, kind, e, token))
+        if timers[0][1] == self._tie:
             self._wakeup.set()  # now the earliest timer: a waiting poll must shorten its wait
+
+    def _timer_matters(self, timer):
+        kind, e, token = timer[2:]
+        if e.deleted:
+            return False
+        if kind == _EXPIRE:
+            return e.handle == token
+        if kind == _RETURN:
+            return e.set_aside
+        return e.handle is None and not e.set_aside
 
     def _run_timers(self, now):
         timers = self._timers

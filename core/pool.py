@@ -2,7 +2,9 @@
 routed to one pool code (router spec §3.3–§3.6, §5).
 
 Theory of operation. `submit` takes a message's callback without blocking:
-- IMMEDIATE messages each get a task; they run concurrently up to the pool's concurrency.
+- IMMEDIATE messages join one FIFO lane served by up to `concurrency` worker tasks, so they
+  run concurrently up to the pool's concurrency and start in arrival order; workers end when
+  the lane is empty (a task per message costs several allocations and loop turns more).
 - Ordered messages (NEXT_ON_ERROR, BLOCK_ON_ERROR) join their message group; one drain task
   per group delivers them one at a time, high-priority first, so groups run in parallel and
   never overtake themselves.
@@ -27,6 +29,7 @@ import asyncio
 
 from . import classify
 from .compat import create_task, monotonic, wall_time
+from .fifo import Fifo
 from .groups import MessageGroups
 from .log import logger
 from .message import BLOCK_ON_ERROR
@@ -58,6 +61,9 @@ class PoolObserver:
     def rate_limited(self, pool):
         pass
 
+    def capacity_freed(self, pool):
+        """A message left the pool's queue (it now holds a permit, or was set aside)."""
+
 
 class ProcessPool:
     def __init__(self, config, mediator, breakers, observer=None, clock=monotonic, max_samples=10000, cascade_delay=CASCADE_DELAY):
@@ -75,6 +81,8 @@ class ProcessPool:
         self.running = True
         self.queue_size = 0  # accepted, not yet holding a permit
         self._tasks = set()
+        self._immediate = Fifo()  # IMMEDIATE callbacks waiting for a worker
+        self._workers = 0
         self._accepted = set()  # callbacks accepted and not yet handled, for cancel()
         self._abandoned = []  # background nacks of abandoned callbacks, awaited by cancel()
 
@@ -100,6 +108,7 @@ class ProcessPool:
         self.config = config
         self.semaphore.set_limit(config.effective_concurrency)
         self.limiter.update(config.rate_limit_per_minute)
+        self._start_workers()
 
     # -- intake ---------------------------------------------------------------------------------
 
@@ -117,8 +126,15 @@ class ProcessPool:
             if self.groups.push(message.group, callback, callback.batch_id, message.high_priority):
                 self._spawn(self._drain_group(message.group))
         else:
-            self._spawn(self._run_immediate(callback))
+            self._immediate.append(callback)
+            self._start_workers()
         return None
+
+    def _start_workers(self):
+        """Enough workers for the IMMEDIATE lane, up to the concurrency."""
+        while self._workers < self.semaphore.limit and self._workers < len(self._immediate):
+            self._workers += 1
+            self._spawn(self._immediate_worker())
 
     def _spawn(self, coro):
         self._tasks.add(create_task(coro))
@@ -134,12 +150,20 @@ class ProcessPool:
 
     # -- workers --------------------------------------------------------------------------------
 
-    async def _run_immediate(self, callback):
+    async def _immediate_worker(self):
+        callback = None
         try:
-            await self._deliver(callback)
+            # More workers than permits (after a resize down) would only queue on the semaphore.
+            while self._immediate and self._workers <= self.semaphore.limit:
+                callback = self._immediate.popleft()
+                await self._deliver(callback)
+                self._accepted.discard(callback)
+                callback = None
         finally:
-            self._abandon(callback)
-            self._accepted.discard(callback)
+            self._workers -= 1
+            if callback is not None:
+                self._abandon(callback)
+                self._accepted.discard(callback)
             self._task_done()
 
     async def _drain_group(self, key):
@@ -151,6 +175,7 @@ class ProcessPool:
                     return
                 if held:
                     self.queue_size -= 1
+                    self.observer.capacity_freed(self)
                     await callback.defer(self.cascade_delay)
                 else:
                     outcome = await self._deliver(callback)
@@ -178,6 +203,7 @@ class ProcessPool:
             await self.semaphore.acquire()
             permitted = True
             self.queue_size -= 1
+            self.observer.capacity_freed(self)
             try:
                 outcome, seconds = await self._attempt(message)
             finally:
@@ -233,6 +259,7 @@ class ProcessPool:
         for callback in self._accepted:
             self._abandon(callback)
         self._accepted = set()
+        self._immediate = Fifo()
         self.groups = MessageGroups()
         self.queue_size = 0
         abandoned, self._abandoned = self._abandoned, []

@@ -1,9 +1,10 @@
 """The router: consumers in, pools out (router spec §2.4, §3.1–§3.2, §3.7, §8).
 
 Theory of operation. Each consumer has one poll loop. Before polling it checks that some pool
-has room (else it waits, so a full router does not poll and defer in a hot loop); after a
-poll it routes the batch and, for brokers where polling costs, waits a little when the batch
-was partial or empty. Routing a batch:
+has room for a whole batch; if none has, it waits until a pool's queue drains that far (so a
+full router neither polls and defers in a hot loop nor idles once room is back); after a poll
+it routes the batch and, for brokers where polling costs, waits a little when the batch was
+partial or empty. Routing a batch:
 
   0. copies whose earlier ack failed are deleted now (pending-delete);
   1. redeliveries and external requeues of messages already in the pipeline are absorbed
@@ -27,7 +28,7 @@ from . import classify
 from . import warnings as w
 from .breaker import BreakerRegistry
 from .callback import ACK, DEFER, NACK, MessageCallback
-from .compat import create_task, monotonic, sleep, wall_time
+from .compat import MICROPYTHON, create_task, monotonic, sleep, wall_time, with_timeout
 from .config import (
     DEFAULT_POOL_CODE,
     DEFAULT_POOL_CONCURRENCY,
@@ -83,7 +84,7 @@ class RouterSettings:
         self.consumer_stall = 60.0
         self.breaker_eviction_interval = 300.0
         self.health = HealthSettings()
-        self.max_samples = 10000
+        self.max_samples = 1000 if MICROPYTHON else 10000  # per pool: a device has little RAM
         for name in overrides:
             setattr(self, name, overrides[name])
 
@@ -129,6 +130,8 @@ class Router(PoolObserver):
         self._stopping = False
         self._last_jobs = {}
         self._warned = {}
+        self._room = asyncio.Event()  # set when a pool frees room for a batch
+        self._awaiting_room = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -277,13 +280,25 @@ class Router(PoolObserver):
 
     # -- polling --------------------------------------------------------------------------------
 
-    def any_pool_has_capacity(self):
+    def has_room_for_a_batch(self):
+        """Some pool can take a whole poll batch (a pool that cannot would defer it)."""
         if not self.pools:
             return True  # DEFAULT-POOL is created on first use
+        need = self.settings.poll_batch_size
         for pool in self.pools.values():
-            if pool.available_capacity() > 0:
+            if pool.available_capacity() >= need:
                 return True
         return False
+
+    async def _wait_for_room(self):
+        """Wait until a pool has room for a batch: woken by the pool as its queue drains, so
+        a full router resumes polling at once; `capacity_wait` only bounds the wait."""
+        self._awaiting_room = True
+        self._room.clear()
+        try:
+            await with_timeout(self._room.wait(), self.settings.capacity_wait)
+        except asyncio.TimeoutError:
+            pass
 
     async def _poll_loop(self, loop):
         consumer = loop.consumer
@@ -291,8 +306,8 @@ class Router(PoolObserver):
         cheap = getattr(consumer, "wakes_on_publish", False)
         while self.running and not loop.stopped:
             loop.heartbeat = self.clock()
-            if not self.any_pool_has_capacity():
-                await sleep(s.capacity_wait)
+            if not self.has_room_for_a_batch():
+                await self._wait_for_room()
                 continue
             try:
                 messages = await consumer.poll(s.poll_batch_size)
@@ -323,6 +338,7 @@ class Router(PoolObserver):
         batch_id = self._batch_counter
         self._batch_counter += 1
         now = self.clock()
+        wall_now = wall_time()
         answers = []  # broker calls to make once everything is submitted
 
         by_pool = {}
@@ -344,7 +360,7 @@ class Router(PoolObserver):
                 pool_order.append(pool)
             by_pool[pool.code].append(queued)
             # Tracked now, so a second copy later in this batch is recognised (spec §13 #27).
-            self.pipeline.track(queued, pool.code, batch_id, now, wall_time())
+            self.pipeline.track(queued, pool.code, batch_id, now, wall_now)
 
         for pool in pool_order:
             share = by_pool[pool.code]
@@ -468,6 +484,11 @@ class Router(PoolObserver):
 
     def rate_limited(self, pool):
         self.metrics.rate_limited(pool.code)
+
+    def capacity_freed(self, pool):
+        if self._awaiting_room and pool.available_capacity() >= self.settings.poll_batch_size:
+            self._awaiting_room = False
+            self._room.set()
 
     # -- warnings -------------------------------------------------------------------------------
 

@@ -1203,3 +1203,16 @@ async def test_poll_for_zero_messages_returns_at_once():
     started = time.monotonic()
     assert await q.poll(0) == []
     assert time.monotonic() - started < 1
+
+
+@aio
+async def test_timers_of_answered_messages_do_not_pile_up():
+    clock = FakeClock()
+    q = MemoryQueue("q", clock=clock, visibility_timeout=120)
+    for round in range(50):
+        for i in range(20):
+            q.put(msg("m%d-%d" % (round, i), mode=IMMEDIATE))
+        for m in await q.poll(20, wait=0):
+            await q.ack(m.receipt_handle)
+    assert len(q) == 0
+    assert len(q._timers) <= 2 * len(q._live) + 256 + 1  # 1,000 acked messages, bounded timers

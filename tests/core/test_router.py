@@ -298,23 +298,43 @@ def test_a_failed_ack_deletes_the_redelivery_instead_of_processing_it_again(targ
     assert q.counters["received"] == 2 and q.counters["acked"] == 1
 
 
-def test_a_full_pool_defers_and_loses_nothing(target):
-    hold = Concurrency(0.02)
+def test_a_full_pool_pauses_polling_instead_of_deferring(target):
+    hold = Concurrency(0.005)
     target.on("/hold", hold)
 
     async def go():
         q = MemoryQueue("main", wait_seconds=0.2)
-        router, config = router_with_queues({"main": q}, [PoolConfig("P", 1)], full_pool_defer=0.05, capacity_wait=0.05)
-        for i in range(120):
+        router, config = router_with_queues({"main": q}, [PoolConfig("P", 1)])
+        for i in range(300):
             q.put(pointer(target.url("/hold"), "m%d" % i))
         await router.start(config)
         await wait_until(lambda: len(q) == 0, timeout=15)
         await router.stop()
+        return q
+
+    q = run(go())
+    assert q.counters["acked"] == 300 and len(set(hold.order)) == 300
+    assert q.counters["deferred"] == 0  # the poll loop waited for room each time the pool filled
+
+
+def test_a_batch_for_a_full_pool_is_deferred_and_nothing_is_lost(target):
+    hold = Concurrency(0.01)
+    target.on("/hold", hold)
+
+    async def go():
+        q = MemoryQueue("main", wait_seconds=0.2)
+        router, config = router_with_queues({"main": q}, [PoolConfig("A", 1), PoolConfig("B", 5)], full_pool_defer=0.05)
+        for i in range(120):
+            q.put(pointer(target.url("/hold"), "a%d" % i, pool="A"))
+            q.put(pointer(target.url("/ok"), "b%d" % i, pool="B"))
+        await router.start(config)
+        await wait_until(lambda: len(q) == 0, timeout=20)
+        await router.stop()
         return q, router
 
     q, router = run(go())
-    assert q.counters["acked"] == 120 and len(set(hold.order)) == 120
-    assert q.counters["deferred"] > 0
+    assert q.counters["acked"] == 240 and len(set(hold.order)) == 120
+    assert q.counters["deferred"] > 0  # pool B had room, so polling went on while A was full
     assert router.warnings.list(category="QUEUE_HEALTH")
 
 
