@@ -412,3 +412,43 @@ def test_a_consumer_factory_error_is_reported_and_other_queues_run(target):
     router = run(go())
     assert set(router.consumers) == {"good"}
     assert "unsupported queue URI" in router.warnings.list(category="CONFIGURATION")[0].message
+
+
+class StuckQueue(MemoryQueue):
+    """A queue whose first poll never returns, as a hung broker call would."""
+
+    hung = True
+
+    async def poll(self, max_messages=10, wait=None):
+        if self.hung:
+            self.hung = False
+            await asyncio.sleep(3600)
+        return await MemoryQueue.poll(self, max_messages, wait)
+
+
+def test_housekeeping_restarts_a_stalled_poll_loop_and_reaps_stale_entries(target):
+    async def go():
+        q = StuckQueue("main", wait_seconds=0.1)
+        router, config = router_with_queues({"main": q}, [PoolConfig("P", 2)], consumer_stall=0.2, housekeeping_interval=3600)
+        await router.start(config)
+        q.put(pointer(target.url("/ok"), "m1"))
+        await asyncio.sleep(0.3)
+        assert len(q) == 1  # the loop is stuck in its first poll
+        now = router.clock()
+        await router.housekeeping(now)  # the first tick only starts the job clocks
+        await router.housekeeping(now + 31)
+        await wait_until(lambda: len(q) == 0)
+        assert router.consumers["main"].restarts == 1
+        assert "stalled" in router.warnings.list(category="CONSUMER_HEALTH")[0].message
+
+        # an entry nobody answers for 15 minutes is reaped
+        from flowcatalyst.core import parse_message
+        from flowcatalyst.core.ports import QueuedMessage
+
+        ghost = QueuedMessage(parse_message(pointer(target.url("/ok"), "ghost")), "h", "b-1", "main")
+        router.pipeline.track(ghost, "P", 99, now, 0)
+        await router.housekeeping(now + 31 + 901)
+        assert len(router.pipeline) == 0
+        await router.stop()
+
+    run(go())
