@@ -16,6 +16,7 @@ from .classify import (
     retry_delay,
 )
 from .config import ConfigError, PoolConfig, QueueConfig, RouterConfig, parse_router_config
+from .configsync import ConfigSync, ConfigSyncError, fetch_config, merge_configs
 from .httpclient import HttpClient, TransportError
 from .mediator import HttpMediator, build_request
 from .memqueue import DeadLetter, MemoryQueue, QueueFull
@@ -36,6 +37,8 @@ __all__ = [
     "BreakerSettings",
     "CircuitBreaker",
     "ConfigError",
+    "ConfigSync",
+    "ConfigSyncError",
     "ConsumerStopped",
     "DeadLetter",
     "FifoSemaphore",
@@ -62,6 +65,8 @@ __all__ = [
     "build_request",
     "classify_response",
     "classify_transport_error",
+    "fetch_config",
+    "merge_configs",
     "parse_message",
     "parse_retry_after",
     "parse_router_config",

@@ -175,6 +175,27 @@ def parse_queue(item, path="queue"):
     return QueueConfig(uri, name, connections, visibility)
 
 
+def parse_queue_options(item, path="queue"):
+    """Settings a queue entry may carry beside the router config, for the local queues
+    (memory, SQLite): maxReceiveCount (10), dedupWindowSeconds (300), waitSeconds (20: how
+    long a poll waits for a message) and maxMessages (none). Keyword arguments for the queue."""
+    return {
+        "max_receive_count": _int(item, "maxReceiveCount", path + ".maxReceiveCount", 10, minimum=1),
+        "dedup_window": _number(item, "dedupWindowSeconds", path + ".dedupWindowSeconds", 300),
+        "wait_seconds": _number(item, "waitSeconds", path + ".waitSeconds", 20),
+        "max_messages": _int(item, "maxMessages", path + ".maxMessages", None, minimum=1),
+    }
+
+
+def _number(data, key, path, default):
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(path, "must be a number >= 0, got %r" % (value,))
+    return value
+
+
 def _list(data, key):
     value = data.get(key)
     if value is None:

@@ -141,6 +141,12 @@ class MemoryQueue:
     async def publish(self, message, dedup_id=None):
         return self.put(message, dedup_id)
 
+    async def publish_batch(self, items):
+        """Publish (message, dedup_id) pairs; one PublishResult each. Every pointer is parsed
+        first, so an invalid one (MessageError) stores nothing."""
+        parsed = [(m if hasattr(m, "mediation_target") else parse_message(m), d) for m, d in items]
+        return [self.put(m, d) for m, d in parsed]
+
     def put(self, message, dedup_id=None):
         """Publish without awaiting. `message` is a Message or a pointer (dict, JSON text or
         bytes: parsed, MessageError if invalid). Raises QueueFull at `max_messages`."""
@@ -401,7 +407,10 @@ class MemoryQueue:
             except Exception as error:  # a listener's bug must not abort the poll
                 _log.error("on_dead_letter callback failed", queue=self.identifier, error=repr(error))
 
-    def replay_dead_letters(self, message_ids=None):
+    async def list_dead_letters(self, limit=100, offset=0):
+        return self.dead_letters[offset : offset + limit]
+
+    async def replay_dead_letters(self, message_ids=None):
         """Put dead letters (all, or those with these ids) back on the queue with a fresh
         receive count; returns how many."""
         keep, replay = [], []
@@ -413,12 +422,16 @@ class MemoryQueue:
             self._add(dead.message, now)
         return len(replay)
 
-    def delete_dead_letters(self, message_ids=None):
+    async def delete_dead_letters(self, message_ids=None):
         before = len(self.dead_letters)
         self.dead_letters = [] if message_ids is None else [d for d in self.dead_letters if d.message.id not in message_ids]
         return before - len(self.dead_letters)
 
     # -- the rest of the port ---------------------------------------------------------------------
+
+    async def size(self):
+        """Messages in the queue (in flight and delayed included)."""
+        return len(self._live)
 
     def is_healthy(self):
         return not self._stopped

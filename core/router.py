@@ -66,6 +66,7 @@ class RouterSettings:
         "breaker_eviction_interval",
         "health",
         "max_samples",
+        "default_pool",
     )
 
     def __init__(self, **overrides):
@@ -85,6 +86,7 @@ class RouterSettings:
         self.breaker_eviction_interval = 300.0
         self.health = HealthSettings()
         self.max_samples = 1000 if MICROPYTHON else 10000  # per pool: a device has little RAM
+        self.default_pool = DEFAULT_POOL_CODE  # where empty and unknown pool codes go
         for name in overrides:
             setattr(self, name, overrides[name])
 
@@ -192,7 +194,7 @@ class Router(PoolObserver):
             if self._create_pool(pc) is not None:
                 summary["pools_created"] += 1
         for code in list(self.pools):
-            if code not in wanted and code != DEFAULT_POOL_CODE:
+            if code not in wanted and code != self.settings.default_pool:
                 pool = self.pools.pop(code)
                 pool.drain()
                 self.draining_pools.append(pool)
@@ -392,20 +394,21 @@ class Router(PoolObserver):
             await _gather(answers)
 
     def _pool_for(self, message):
-        code = message.pool_code or DEFAULT_POOL_CODE
+        default = self.settings.default_pool
+        code = message.pool_code or default
         pool = self.pools.get(code)
         if pool is not None:
             return pool
-        if code != DEFAULT_POOL_CODE:
+        if code != default:
             self.warn_throttled(
                 "route:" + code,
                 w.ROUTING,
                 "WARN",
-                "No pool found for code [%s] on message [%s] — routed to %s" % (code, message.id, DEFAULT_POOL_CODE),
+                "No pool found for code [%s] on message [%s] — routed to %s" % (code, message.id, default),
             )
-        pool = self.pools.get(DEFAULT_POOL_CODE)
+        pool = self.pools.get(default)
         if pool is None:
-            pool = self._create_pool(PoolConfig(DEFAULT_POOL_CODE, DEFAULT_POOL_CONCURRENCY))
+            pool = self._create_pool(PoolConfig(default, DEFAULT_POOL_CONCURRENCY))
         return pool
 
     async def _answer(self, consumer, queued, action, delay, why):

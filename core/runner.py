@@ -14,7 +14,7 @@ import sys
 
 from . import jsoncodec
 from .compat import MICROPYTHON, sleep
-from .config import ConfigError, parse_router_config
+from .config import ConfigError, parse_queue_options, parse_router_config
 from .httpclient import HttpClient
 from .log import logger
 from .mediator import HttpMediator
@@ -73,23 +73,15 @@ def build(data):
     if not config.queues:
         raise RunnerError("config: queues: at least one queue is needed")
     queues = {}
-    raw_queues = data["queues"]
     for i, qc in enumerate(config.queues):
-        raw = raw_queues[i]
         path = "queues[%d]" % i
         if "://" in qc.uri and not qc.uri.startswith("memory://"):
             raise RunnerError("%s.queueUri: the core runs memory queues only (memory://NAME or a bare name), got %r" % (path, qc.uri))
-        max_messages = raw.get("maxMessages")
-        if max_messages is not None and (isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1):
-            raise RunnerError("%s.maxMessages: must be an integer >= 1" % path)
-        queues[qc.name] = MemoryQueue(
-            qc.name,
-            visibility_timeout=qc.visibility_timeout,
-            max_receive_count=int(_num(raw, "maxReceiveCount", 10, path)),
-            dedup_window=_num(raw, "dedupWindowSeconds", 300, path),
-            wait_seconds=_num(raw, "waitSeconds", 20, path),
-            max_messages=max_messages,
-        )
+        try:
+            options = parse_queue_options(data["queues"][i], path)
+        except ConfigError as e:
+            raise RunnerError("config: %s" % e)
+        queues[qc.name] = MemoryQueue(qc.name, visibility_timeout=qc.visibility_timeout, **options)
     med = data.get("mediator") or {}
     if not isinstance(med, dict):
         raise RunnerError("mediator: must be an object")

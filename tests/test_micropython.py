@@ -105,3 +105,16 @@ def test_compiled_mpy_library_runs(micropython, target, tmp_path):
     assert not list((tmp_path / "flowcatalyst" / "core").glob("router.py"))
     run_scenario(compiled, "scenario_rules.py")
     run_scenario(compiled, "scenario_delivery.py", target.url(""))
+
+
+def test_config_sync(micropython, target):
+    a = {"processingPools": [{"code": "P", "concurrency": 2}, {"code": "Q", "concurrency": 1}], "queues": [{"queueName": "main", "queueUri": "memory://main"}]}
+    b = {"processingPools": [{"code": "P", "concurrency": 9}, {"code": "R", "concurrency": 3}], "queues": [], "connections": 3}
+    target.on("/config/a", lambda rec: (200, {}, a))
+    target.on("/config/b", lambda rec: (200, {}, b))
+    target.on("/config/changing", lambda rec: (200, {}, {"processingPools": [{"code": "C", "concurrency": 2 if len(target.received("/config/changing")) == 1 else 4}], "queues": []}))
+    run_scenario(micropython, "scenario_configsync.py", target.url(""))
+    first = target.received("/config/a")[0]
+    assert first.method == "GET" and first.headers["x-api-key"] == "mp-key" and first.headers["accept"] == "application/json"
+    assert len(target.received("/status/503")) == 2  # two attempts
+    assert len(target.received("/ok")) == 1

@@ -650,19 +650,19 @@ async def test_replay_and_delete_dead_letters():
     assert sorted(d.message.id for d in q.dead_letters) == ["a", "b", "c"]
     assert len(q) == 0
 
-    assert q.replay_dead_letters(["b"]) == 1
+    assert await q.replay_dead_letters(["b"]) == 1
     assert sorted(d.message.id for d in q.dead_letters) == ["a", "c"]
     replayed = await poll(q)
     assert ids(replayed) == ["b"] and replayed[0].receive_count == 1  # fresh receive count
     await q.ack(replayed[0].receipt_handle)
 
-    assert q.delete_dead_letters(["a", "zzz"]) == 1
+    assert await q.delete_dead_letters(["a", "zzz"]) == 1
     assert [d.message.id for d in q.dead_letters] == ["c"]
-    assert q.replay_dead_letters() == 1
+    assert await q.replay_dead_letters() == 1
     assert q.dead_letters == []
     assert ids(await poll(q)) == ["c"]
-    assert q.replay_dead_letters() == 0
-    assert q.delete_dead_letters() == 0
+    assert await q.replay_dead_letters() == 0
+    assert await q.delete_dead_letters() == 0
     assert q.dead_lettered_total == 3  # a total, not the current list
 
 
@@ -673,7 +673,7 @@ async def test_replayed_group_message_joins_the_end_of_its_group():
     q.put(msg("a1", group="g"))
     h = (await poll(q, 1))[0].receipt_handle
     await q.nack(h, 0, "x")
-    q.replay_dead_letters()
+    await q.replay_dead_letters()
     assert ids(await poll(q)) == ["a1", "a0"]
 
 
@@ -686,7 +686,7 @@ async def test_delete_all_dead_letters_and_the_list_is_capped():
         await q.nack(h, 0)
     assert [d.message.id for d in q.dead_letters] == ["b", "c"]
     assert q.dead_lettered_total == 3
-    assert q.delete_dead_letters() == 2
+    assert await q.delete_dead_letters() == 2
     assert q.dead_letters == []
 
 
