@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[edge,server,dev]'
 	touch $(STAMP)
 
+# Until the server edition's developer monolith (fc-dev) exists, the edge edition is the dev server.
 dev: $(STAMP)
-	$(VENV)/bin/fc-dev
+	$(VENV)/bin/fc-edge
 
 test: $(STAMP)
 	$(PY) -m pytest
