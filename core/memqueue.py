@@ -119,7 +119,7 @@ class MemoryQueue:
         self.dead_letters = []
         self.dead_lettered_total = 0
         self.on_dead_letter = None  # optional callback(DeadLetter)
-        self.counters = {"published": 0, "duplicates": 0, "received": 0, "acked": 0, "nacked": 0, "deferred": 0}
+        self.counters = {"published": 0, "duplicates": 0, "received": 0, "acked": 0, "nacked": 0, "deferred": 0, "dead_lettered": 0}
         self._seq = 0
         self._tie = 0
         self._receipts = 0  # numbers receipt handles: each receive gets a new one
@@ -397,6 +397,7 @@ class MemoryQueue:
         dead = DeadLetter(e.message, reason, e.receive_count, wall_time(), self.identifier)
         self._remove(e, now)
         self.dead_lettered_total += 1
+        self.counters["dead_lettered"] += 1
         if len(self.dead_letters) >= self.max_dead_letters:
             del self.dead_letters[0]
         self.dead_letters.append(dead)

@@ -1,0 +1,198 @@
+"""One SQLite database file holding the edge's queues: the connection, the schema, the
+single-process lock, and group commit.
+
+Theory of operation. Every queue operation is a function of the connection that runs inside
+the current write transaction (`await store.write(fn, *args)`). The first operation of an
+event-loop turn opens the transaction and schedules its commit for the end of the turn; the
+operations of that turn share it, and each caller resumes only after the commit succeeded —
+so a publish or an ack that returned is on disk, at the cost of one commit (and, with
+synchronous=FULL, one fsync) per turn rather than per message. Each operation runs under a
+savepoint: one that raises is undone alone and its caller gets the error; a failed commit
+fails every caller of that transaction.
+
+Only one process may use a database file: a lock file (`<db>.lock`) is held while it is open.
+That is what makes start-up recovery safe: rows still marked in flight belong to a process
+that died, so they are released at once instead of after their visibility timeout.
+"""
+
+import asyncio
+import os
+import sqlite3
+
+from flowcatalyst.core.log import logger
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- publish order
+    id TEXT NOT NULL,                        -- the message id
+    queue_name TEXT NOT NULL,
+    message_group_id TEXT,                   -- as published
+    group_key TEXT,                          -- the line it waits in (ordered modes), else NULL
+    next_on_error INTEGER NOT NULL DEFAULT 0,
+    receipt_handle TEXT,                     -- set while in flight
+    visible_at INTEGER NOT NULL,             -- unix milliseconds
+    payload TEXT NOT NULL,                   -- the pointer JSON
+    created_at INTEGER NOT NULL,             -- unix milliseconds
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    dedup_id TEXT,
+    last_error TEXT,
+    set_aside INTEGER NOT NULL DEFAULT 0,    -- a failed NEXT_ON_ERROR message out of its line
+    UNIQUE (queue_name, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_qm_receipt ON queue_messages (receipt_handle);
+CREATE INDEX IF NOT EXISTS idx_qm_free ON queue_messages (queue_name, seq)
+    WHERE group_key IS NULL AND receipt_handle IS NULL;
+CREATE INDEX IF NOT EXISTS idx_qm_line ON queue_messages (queue_name, group_key, set_aside, seq);
+CREATE INDEX IF NOT EXISTS idx_qm_visible ON queue_messages (queue_name, visible_at);
+CREATE INDEX IF NOT EXISTS idx_qm_in_flight ON queue_messages (queue_name, visible_at)
+    WHERE receipt_handle IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_qm_aside ON queue_messages (queue_name, visible_at) WHERE set_aside = 1;
+
+CREATE TABLE IF NOT EXISTS queue_groups (
+    queue_name TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    head_seq INTEGER,                        -- first message of the line (NULL: none in line)
+    in_flight INTEGER NOT NULL DEFAULT 0,    -- messages of the group in flight
+    PRIMARY KEY (queue_name, group_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_qg_ready ON queue_groups (queue_name, in_flight, head_seq);
+
+CREATE TABLE IF NOT EXISTS queue_dedup (
+    queue_name TEXT NOT NULL,
+    dedup_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (queue_name, dedup_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_qd_expiry ON queue_dedup (expires_at);
+
+CREATE TABLE IF NOT EXISTS queue_dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    queue_name TEXT NOT NULL,
+    message_group_id TEXT,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    receive_count INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    dead_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_qdl_queue ON queue_dead_letters (queue_name, seq);
+"""
+
+SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_log = logger("sqlite")
+
+
+class StoreError(Exception):
+    pass
+
+
+class StoreLocked(StoreError):
+    pass
+
+
+def _lock(path):
+    """Hold `<path>.lock` exclusively for as long as the returned file stays open."""
+    handle = open(path + ".lock", "a+")
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # Windows
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    except OSError:
+        handle.close()
+        raise StoreLocked("%s is in use by another process (lock file %s.lock)" % (path, path)) from None
+    return handle
+
+
+class SqliteStore:
+    def __init__(self, path, synchronous="FULL"):
+        synchronous = synchronous.upper()
+        if synchronous not in SYNC_MODES:
+            raise StoreError("synchronous must be one of %s, got %r" % (", ".join(SYNC_MODES), synchronous))
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise StoreError("directory %s for the database does not exist" % directory)
+        self._lock_file = _lock(path)
+        self.db = None
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=" + synchronous)
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(SCHEMA)
+            self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+        except sqlite3.DatabaseError as e:
+            if self.db is not None:
+                self.db.close()
+            self._lock_file.close()
+            raise StoreError("cannot open %s as a queue database: %s" % (path, e)) from e
+        self._commit_waiters = None  # futures of the operations in the open transaction
+        self.started_queues = set()  # queue names whose orphans were released (sqlitequeue)
+        self._ops = 0
+        self.closed = False
+
+    async def write(self, fn, *args):
+        """Run `fn(db, *args)` in the current transaction; return its result once committed."""
+        if self.closed:
+            raise StoreError("store %s is closed" % self.path)
+        loop = asyncio.get_running_loop()
+        if self._commit_waiters is None:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._commit_waiters = []
+            loop.call_soon(self._commit)
+        self._ops += 1
+        savepoint = "op%d" % self._ops
+        self.db.execute("SAVEPOINT " + savepoint)
+        try:
+            result = fn(self.db, *args)
+        except BaseException:
+            self.db.execute("ROLLBACK TO " + savepoint)
+            self.db.execute("RELEASE " + savepoint)
+            raise
+        self.db.execute("RELEASE " + savepoint)
+        done = loop.create_future()
+        self._commit_waiters.append(done)
+        await done
+        return result
+
+    def _commit(self):
+        waiters, self._commit_waiters = self._commit_waiters, None
+        if waiters is None:  # already committed by close()
+            return
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as e:
+            _log.error("commit failed: the operations of this transaction are undone", db=self.path, error=str(e))
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for done in waiters:
+                if not done.done():
+                    done.set_exception(StoreError("commit failed: %s" % e))
+            return
+        for done in waiters:
+            if not done.done():
+                done.set_result(None)
+
+    def read(self, sql, args=()):
+        """A query outside any queue operation (monitoring)."""
+        return self.db.execute(sql, args).fetchall()
+
+    def close(self):
+        if self.closed:
+            return
+        if self._commit_waiters is not None:
+            self._commit()
+        self.closed = True
+        self.db.close()
+        self._lock_file.close()
