@@ -235,6 +235,29 @@ class Router(PoolObserver):
         _log.info("pool created", pool=pc.code, concurrency=pool.concurrency, rateLimitPerMinute=pc.rate_limit_per_minute)
         return pool
 
+    def set_pool(self, pc):
+        """Resize a pool in place, or create it (the API's `PUT /monitoring/pools/{code}`).
+        An existing pool keeps its queued and in-flight work (RS recreated it, spec §14 #11);
+        a draining pool of that code is taken back. `config` shows the change, so a later
+        `apply_config` treats the pool like any other: a platform config that leaves it out
+        drains it. Returns the pool, or None while stopping or at the pool limit."""
+        if self._stopping:
+            return None
+        pool = self.pools.get(pc.code)
+        if pool is not None:
+            pool.update(pc)
+            _log.info("pool resized", pool=pc.code, concurrency=pool.concurrency, rateLimitPerMinute=pc.rate_limit_per_minute)
+        else:
+            pool = self._create_pool(pc)
+            if pool is None:
+                return None
+        pools = [pc if p.code == pc.code else p for p in self.config.pools]
+        if self.config.pool(pc.code) is None:
+            pools.append(pc)
+        # a new object: whoever holds the old one (a config sync's last applied) keeps it
+        self.config = RouterConfig(pools, self.config.queues, self.config.connections)
+        return pool
+
     def _start_queue(self, qc):
         if self.consumer_factory is None:
             _log.error("no consumer factory: queue not started", queue=qc.name)

@@ -1,11 +1,61 @@
-"""The `fc-edge` command. The edge edition is built by its own issue; until then it says so."""
+"""The `fc-edge` command (also `python -m flowcatalyst.edge`)."""
 
+import asyncio
+import signal
 import sys
 
+from flowcatalyst.core import log
 
-def main(argv=None):
-    sys.stderr.write("fc-edge: not built yet (the edge edition has not landed)\n")
-    return 2
+from .app import VERSION, EdgeApp, StartupError
+from .settings import SettingsError, help_text, parse
+from .sqlstore import StoreError
+
+_log = log.logger("edge")
+
+
+async def run(settings):
+    app = EdgeApp(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
+            pass
+    try:
+        await app.start()
+    except BaseException:
+        await app.stop()
+        raise
+    try:
+        await stop.wait()
+        _log.info("signal received: stopping")
+    finally:
+        await app.stop()
+    return 0
+
+
+def main(argv=None, program="fc-edge"):
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        sys.stdout.write(help_text(program))
+        return 0
+    if "--version" in argv:
+        sys.stdout.write("%s %s\n" % (program, VERSION))
+        return 0
+    try:
+        settings = parse(argv).validate()
+        log.configure(settings.log_level, settings.log_format)
+    except (SettingsError, ValueError) as e:
+        sys.stderr.write("%s: %s\n" % (program, e))
+        return 2
+    try:
+        return asyncio.run(run(settings))
+    except (StartupError, StoreError) as e:
+        sys.stderr.write("%s: %s\n" % (program, e))
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import pytest
+
 from flowcatalyst.core import (
     classify_response,
     classify_transport_error,

@@ -1,4 +1,5 @@
 import pytest
+
 from flowcatalyst.core import (
     ConfigError,
     PoolConfig,

@@ -5,6 +5,7 @@ import socket
 import time
 
 import pytest
+
 from flowcatalyst.core import (
     ConfigSync,
     ConfigSyncError,
@@ -16,7 +17,6 @@ from flowcatalyst.core import (
     fetch_config,
     merge_configs,
 )
-
 from tests.support.engine import pointer, router_with_queues, wait_until
 from tests.support.target import Target
 

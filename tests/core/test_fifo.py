@@ -1,9 +1,10 @@
 """The MicroPython-friendly FIFO list (core/fifo.py)."""
 
 import pytest
-from flowcatalyst.core.fifo import Fifo
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from flowcatalyst.core.fifo import Fifo
 
 
 class Box:

@@ -1,8 +1,9 @@
 """Message-group state of a pool (core/groups.py, router spec §3.3-§3.5)."""
 
-from flowcatalyst.core.groups import MessageGroups
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from flowcatalyst.core.groups import MessageGroups
 
 
 class Item:

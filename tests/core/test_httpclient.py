@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+
 from flowcatalyst.core.httpclient import (
     USER_AGENT,
     HttpClient,
@@ -26,7 +27,6 @@ from flowcatalyst.core.httpclient import (
     resolve_location,
     split_url,
 )
-
 from tests.support.target import Target
 
 # -- helpers ------------------------------------------------------------------------------------

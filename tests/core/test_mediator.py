@@ -10,6 +10,7 @@ import socket
 import time
 
 import pytest
+
 from flowcatalyst.core import (
     HttpClient,
     HttpMediator,

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from flowcatalyst.core import BLOCK_ON_ERROR, IMMEDIATE, NEXT_ON_ERROR, MessageError, parse_message
 
 BASE = {"id": "djb_1", "mediationType": "HTTP", "mediationTarget": "https://hooks.example.com/x"}

@@ -2,7 +2,6 @@ import asyncio
 
 from flowcatalyst.core import BreakerRegistry, BreakerSettings, PoolConfig
 from flowcatalyst.core.callback import ACK, DEFER, NACK
-
 from tests.support.engine import Concurrency, Resolutions, fast_mediator, make_pool, pointer
 
 

@@ -4,7 +4,6 @@ import time
 
 from flowcatalyst.core import MemoryQueue, PoolConfig, QueueConfig, RouterConfig
 from flowcatalyst.core.config import DEFAULT_POOL_CODE
-
 from tests.support.engine import (
     Concurrency,
     FailFirst,

@@ -1,6 +1,7 @@
 import asyncio
 
 import pytest
+
 from flowcatalyst.core import FifoSemaphore
 
 

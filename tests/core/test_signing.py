@@ -2,6 +2,9 @@ import base64
 import hashlib
 import hmac
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from flowcatalyst.core import sign, sign_standard, verify, verify_standard
 from flowcatalyst.core.signing import (
     constant_time_equals,
@@ -10,8 +13,6 @@ from flowcatalyst.core.signing import (
     standard_signature,
 )
 from flowcatalyst.core.timefmt import iso_utc_ms, parse_iso_utc
-from hypothesis import given
-from hypothesis import strategies as st
 
 SECRET = "test-secret-do-not-use-in-prod"
 BODY = b'{"messageId":"msg_TEST123456"}'

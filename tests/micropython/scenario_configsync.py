@@ -5,6 +5,8 @@ argv[1] is the target's base URL; the pytest side installs the config handlers."
 import asyncio
 import sys
 
+from mpcheck import check, equal, finish, pointer
+
 from flowcatalyst.core import (
     ConfigSync,
     ConfigSyncError,
@@ -18,7 +20,6 @@ from flowcatalyst.core import (
     merge_configs,
 )
 from flowcatalyst.core.compat import monotonic
-from mpcheck import check, equal, finish, pointer
 
 BASE = sys.argv[1]
 A, B = BASE + "/config/a", BASE + "/config/b"

@@ -4,6 +4,8 @@ argv[1] is the target's base URL; the pytest side checks what the target receive
 import asyncio
 import sys
 
+from mpcheck import check, equal, finish, pointer
+
 from flowcatalyst.core import (
     BreakerRegistry,
     BreakerSettings,
@@ -17,7 +19,6 @@ from flowcatalyst.core import (
     RouterSettings,
 )
 from flowcatalyst.core.compat import monotonic
-from mpcheck import check, equal, finish, pointer
 
 BASE = sys.argv[1]
 

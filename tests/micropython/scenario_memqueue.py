@@ -2,8 +2,9 @@
 
 import asyncio
 
-from flowcatalyst.core import MemoryQueue, ReceiptHandleError
 from mpcheck import check, equal, finish, pointer
+
+from flowcatalyst.core import MemoryQueue, ReceiptHandleError
 
 now = [0.0]
 clock = lambda: now[0]  # noqa: E731

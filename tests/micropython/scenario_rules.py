@@ -1,5 +1,7 @@
 """Pure rules under MicroPython: signing vectors, classification table, breaker, limiter."""
 
+from mpcheck import check, equal, finish
+
 from flowcatalyst.core import (
     BreakerSettings,
     CircuitBreaker,
@@ -14,7 +16,6 @@ from flowcatalyst.core import (
 )
 from flowcatalyst.core.signing import flowcatalyst_signature, standard_signature
 from flowcatalyst.core.timefmt import epoch_from_utc, iso_utc_ms
-from mpcheck import check, equal, finish
 
 equal(
     flowcatalyst_signature("test-secret-do-not-use-in-prod", "2026-01-01T00:00:00.000Z", b'{"messageId":"msg_TEST123456"}'),
