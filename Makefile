@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test bench lint micropython-lib clean
+.PHONY: dev test bench bench-core bench-edge wrk lint micropython-lib clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
@@ -19,14 +19,21 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The core benchmark uses wrk for the sink's ceiling: installed here when root with apt, else
-# the benchmark reports the ceiling as unavailable and says how to install it.
-bench: $(STAMP)
-	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { echo "bench: installing wrk (apt-get install -y wrk)"; \
-		     apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }; } \
-		|| echo "bench: wrk is not installed (apt-get install -y wrk): the ceiling will be unavailable"; }
+# Benchmarks use wrk for their sink's ceiling: installed here when root with apt, else they
+# report the ceiling as unavailable and say how to install it. Options: BENCH_ARGS (core) and
+# EDGE_BENCH_ARGS (edge); see docs/benchmarks.md.
+bench: bench-core bench-edge
+
+bench-core: $(STAMP) wrk
 	$(PY) tools/bench/core.py $(BENCH_ARGS)
+
+bench-edge: $(STAMP) wrk
+	$(PY) tools/bench/edge.py $(EDGE_BENCH_ARGS)
+
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { echo "bench: installing wrk"; apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }; } \
+		|| echo "bench: wrk is not installed (apt-get install -y wrk): the ceiling will be unavailable"; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check core edge server tools tests

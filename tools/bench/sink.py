@@ -4,13 +4,22 @@ An asyncio Protocol server (uvloop's loop when uvloop is importable; it is not a
 with keep-alive and pipelining, reading Content-Length bodies. It prints `PORT <n>` on stdout
 once listening and runs until terminated; on SIGTERM/SIGINT it prints `REQUESTS <n>`.
 
-    python tools/bench/sink.py [--host 127.0.0.1] [--port 0]
+With --latency it also records, for each request whose JSON body carries `"t": <unix time>`
+(the edge benchmark puts its publish time there), how long ago that was; `GET /__stats`
+answers {"requests" (arrivals, not counting /__stats), "first", "last", "latency_ms":
+{"count", "p50", "p99", "max"}} and
+`GET /__stats?reset=1` starts the figures afresh.
+
+    python tools/bench/sink.py [--host 127.0.0.1] [--port 0] [--latency]
 """
 
 import argparse
 import asyncio
+import json
+import re
 import signal
 import sys
+import time
 
 BODY = b'{"ack":true}'
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -20,6 +29,9 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length
 CLOSE_RESPONSE = RESPONSE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
 
 served = 0
+record_latency = False
+stats = {"arrivals": 0, "first": None, "last": None, "latencies": []}
+T_FIELD = re.compile(rb'"t":\s*([0-9.]+)')
 
 
 class Sink(asyncio.Protocol):
@@ -48,6 +60,12 @@ class Sink(asyncio.Protocol):
             total = end + 4 + length
             if len(buf) < total:
                 break
+            if record_latency:
+                if lower.startswith(b"get /__stats"):
+                    out.append(stats_response(b"reset=1" in lower[:60]))
+                    buf = buf[total:]
+                    continue
+                note_arrival(buf[end + 4 : total])
             buf = buf[total:]
             line_end = lower.find(b"\r\n")
             request_line = lower if line_end < 0 else lower[:line_end]
@@ -67,6 +85,36 @@ class Sink(asyncio.Protocol):
         self.transport = None
 
 
+def note_arrival(body):
+    now = time.time()
+    stats["arrivals"] += 1
+    if stats["first"] is None:
+        stats["first"] = now
+    stats["last"] = now
+    m = T_FIELD.search(body)
+    if m:
+        stats["latencies"].append(now - float(m.group(1)))
+
+
+def stats_response(reset):
+    lat = sorted(stats["latencies"])
+
+    def pick(q):
+        return round(lat[min(int(q * len(lat)), len(lat) - 1)] * 1000, 3) if lat else None
+
+    body = json.dumps(
+        {
+            "requests": stats["arrivals"],
+            "first": stats["first"],
+            "last": stats["last"],
+            "latency_ms": {"count": len(lat), "p50": pick(0.5), "p99": pick(0.99), "max": round(lat[-1] * 1000, 3) if lat else None},
+        }
+    ).encode()
+    if reset:
+        stats.update(arrivals=0, first=None, last=None, latencies=[])
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
 async def serve(host, port):
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Sink, host, port, backlog=1024, reuse_address=True)
@@ -83,7 +131,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency", action="store_true", help="record publish-to-arrival latency (see above)")
     args = ap.parse_args(argv)
+    global record_latency
+    record_latency = args.latency
     try:
         import uvloop  # optional: not a dependency
     except ImportError:
