@@ -58,6 +58,8 @@ class SqliteQueue:
         self.counters = {"published": 0, "duplicates": 0, "received": 0, "acked": 0, "nacked": 0, "deferred": 0, "dead_lettered": 0}
         self._wakeup = asyncio.Event()
         self._next_due = None  # earliest known time (ms) something may become claimable
+        self._acks = None  # receipt handles acked in this event-loop turn (see ack)
+        self._acks_done = None
         self._stopped = False
         self._background = set()  # give-backs of cancelled polls
         self.on_dead_letter = None
@@ -205,90 +207,109 @@ class SqliteQueue:
     def _claim(self, db, limit, now):
         """Claim up to `limit` rows. Returns the messages, when something may become claimable
         (if nothing was), and the dead letters made on the way (for on_dead_letter)."""
-        q = self.identifier
         self._expire(db, now)
         self._return_set_aside(db, now)
-        out, dead = [], []
+        out, dead, claims = [], [], []  # claims: (handle, visible_at, seq) not yet written
         while len(out) < limit:
             picked = self._candidates(db, limit - len(out), now)
             if not picked:
                 break
-            for seq, group in picked:
-                if group is None:
-                    message = self._receive(db, seq, None, now, dead)
-                    if message is not None:
-                        out.append(message)
+            for row in picked:
+                if row[1] is None:
+                    self._receive(db, row, None, now, out, dead, claims)
                 else:
-                    self._claim_line(db, group, seq, limit - len(out), now, out, dead)
+                    self._claim_line(db, row, limit - len(out), now, out, dead, claims)
                 if len(out) >= limit:
                     break
-        next_due = None
-        if not out:
-            row = db.execute("SELECT MIN(visible_at) FROM queue_messages WHERE queue_name = ? AND visible_at > ?", (q, now)).fetchone()
-            next_due = row[0]
+            if claims:  # before looking for candidates again: these are taken
+                db.executemany("UPDATE queue_messages SET receipt_handle = ?, visible_at = ?, receive_count = receive_count + 1 WHERE seq = ?", claims)
+                del claims[:]
+        next_due = None if out else self._next_due_in(db, now)
         return out, next_due, dead
 
+    def _next_due_in(self, db, now):
+        """When something may become claimable: the earliest end of an in-flight visibility, of
+        a set-aside delay, of a waiting line head's delay, or of an IMMEDIATE row's delay. Each
+        comes from an index that exists for the claim anyway (a general visible_at index would
+        cost every claim and answer more than this asks)."""
+        q = self.identifier
+        row = db.execute(
+            "SELECT MIN(due) FROM ("
+            " SELECT MIN(visible_at) AS due FROM queue_messages INDEXED BY idx_qm_in_flight WHERE queue_name = ?1 AND receipt_handle IS NOT NULL"
+            " UNION ALL SELECT MIN(visible_at) FROM queue_messages INDEXED BY idx_qm_aside WHERE queue_name = ?1 AND set_aside = 1"
+            " UNION ALL SELECT MIN(m.visible_at) FROM queue_groups g JOIN queue_messages m ON m.seq = g.head_seq"
+            "   WHERE g.queue_name = ?1 AND g.in_flight = 0 AND g.head_seq IS NOT NULL AND m.visible_at > ?2"
+            " UNION ALL SELECT MIN(visible_at) FROM queue_messages INDEXED BY idx_qm_free"
+            "   WHERE queue_name = ?1 AND group_key IS NULL AND receipt_handle IS NULL AND visible_at > ?2)",
+            (q, now),
+        ).fetchone()
+        return row[0]
+
+    _ROW = "m.seq, m.group_key, m.id, m.payload, m.receive_count, m.last_error"
+
     def _candidates(self, db, limit, now):
-        """(seq, group) of the oldest claimable IMMEDIATE rows and line heads."""
+        """The oldest claimable IMMEDIATE rows and line heads, as claim rows (_ROW)."""
         q = self.identifier
         free = db.execute(
-            "SELECT seq FROM queue_messages WHERE queue_name = ? AND group_key IS NULL AND receipt_handle IS NULL "
-            "AND visible_at <= ? ORDER BY seq LIMIT ?",
+            "SELECT %s FROM queue_messages m INDEXED BY idx_qm_free WHERE m.queue_name = ? AND m.group_key IS NULL AND m.receipt_handle IS NULL "
+            "AND m.visible_at <= ? ORDER BY m.seq LIMIT ?" % self._ROW,
             (q, now, limit),
         ).fetchall()
         heads = db.execute(
-            "SELECT g.head_seq, g.group_key FROM queue_groups g JOIN queue_messages m ON m.seq = g.head_seq "
+            "SELECT %s FROM queue_groups g JOIN queue_messages m ON m.seq = g.head_seq "
             "WHERE g.queue_name = ? AND g.in_flight = 0 AND g.head_seq IS NOT NULL AND m.visible_at <= ? "
-            "ORDER BY g.head_seq LIMIT ?",
+            "ORDER BY g.head_seq LIMIT ?" % self._ROW,
             (q, now, limit),
         ).fetchall()
-        picked = [(r[0], None) for r in free] + [(r[0], r[1]) for r in heads]
+        picked = free + heads
         picked.sort()
         return picked[:limit]
 
-    def _claim_line(self, db, group, head, limit, now, out, dead):
+    def _claim_line(self, db, head, limit, now, out, dead, claims):
         """Claim a line's head and the visible rows right behind it, up to `limit`. A row with
         no receive left is dead-lettered while it is the head (the next row becomes the head);
         behind a claimed row it ends the run and waits to become the head (as MemoryQueue)."""
-        claimed, start = 0, head
-        while claimed < limit:
+        group = head[1]
+        claimed = 0
+        for row in self._line_rows(db, group, head[0], limit):
+            if row[6] > now or (claimed and row[4] >= self.max_receive_count) or claimed >= limit:
+                break
+            if self._receive(db, row, group, now, out, dead, claims):
+                claimed += 1
+        if claimed:
+            db.execute("UPDATE queue_groups SET in_flight = in_flight + ? WHERE queue_name = ? AND group_key = ?", (claimed, self.identifier, group))
+
+    def _line_rows(self, db, group, start, limit):
+        """The line's rows from `start` on, in order, fetched `limit` at a time (a dead-lettered
+        head does not count towards the limit, so more may be needed)."""
+        while True:
             rows = db.execute(
-                "SELECT seq, visible_at, receive_count FROM queue_messages WHERE queue_name = ? AND group_key = ? "
-                "AND set_aside = 0 AND seq >= ? ORDER BY seq LIMIT ?",
-                (self.identifier, group, start, limit - claimed),
+                "SELECT %s, m.visible_at FROM queue_messages m WHERE m.queue_name = ? AND m.group_key = ? "
+                "AND m.set_aside = 0 AND m.seq >= ? ORDER BY m.seq LIMIT ?" % self._ROW,
+                (self.identifier, group, start, limit),
             ).fetchall()
-            if not rows:
+            yield from rows
+            if len(rows) < limit:
                 return
-            for seq, visible_at, count in rows:
-                if visible_at > now or (claimed and count >= self.max_receive_count):
-                    return
-                message = self._receive(db, seq, group, now, dead)
-                if message is not None:
-                    out.append(message)
-                    claimed += 1
             start = rows[-1][0] + 1
 
-    def _receive(self, db, seq, group, now, dead):
-        """Claim one row, or dead-letter it (too many receives, or not a valid pointer)."""
-        row = db.execute("SELECT id, payload, receive_count, last_error FROM queue_messages WHERE seq = ?", (seq,)).fetchone()
-        msg_id, payload, count, last_error = row
+    def _receive(self, db, row, group, now, out, dead, claims):
+        """Claim one row (its UPDATE joins `claims`), or dead-letter it (too many receives, or
+        not a valid pointer). True if claimed."""
+        seq, _, msg_id, payload, count, last_error = row[:6]
         if count >= self.max_receive_count:
             reason = "received %d times without success; last error: %s" % (count, last_error or "none")
             dead.append(self._dead_letter(db, seq, reason, now, False))
-            return None
+            return False
         try:
             message = parse_message(payload)
         except MessageError as e:
             dead.append(self._dead_letter(db, seq, "not a valid message pointer: %s" % e, now, False))
-            return None
+            return False
         handle = uuid4()
-        db.execute(
-            "UPDATE queue_messages SET receipt_handle = ?, visible_at = ?, receive_count = receive_count + 1 WHERE seq = ?",
-            (handle, now + _ms(self.visibility_timeout), seq),
-        )
-        if group is not None:
-            db.execute("UPDATE queue_groups SET in_flight = in_flight + 1 WHERE queue_name = ? AND group_key = ?", (self.identifier, group))
-        return QueuedMessage(message, handle, "%s:%d" % (self.identifier, seq), self.identifier, count + 1)
+        claims.append((handle, now + _ms(self.visibility_timeout), seq))
+        out.append(QueuedMessage(message, handle, "%s:%d" % (self.identifier, seq), self.identifier, count + 1))
+        return True
 
     def _expire(self, db, now):
         """In-flight rows whose visibility ended are visible again (their receive counted)."""
@@ -320,7 +341,14 @@ class SqliteQueue:
     # -- answering ------------------------------------------------------------------------------
 
     async def ack(self, handle):
-        await self.store.write(self._ack, handle)
+        """Acks of one event-loop turn are deleted together, just before the turn's commit."""
+        if self._acks is None:
+            self._acks = []
+            self._acks_done = self.store.defer(self._ack_all, self._acks)
+        self._acks.append(handle)
+        missing = await self._acks_done
+        if handle in missing:
+            raise ReceiptHandleError("unknown or expired receipt handle %r" % handle)
         self.counters["acked"] += 1
         self._wakeup.set()  # the next message of its group may be claimable now
 
@@ -352,11 +380,26 @@ class SqliteQueue:
             raise ReceiptHandleError("unknown or expired receipt handle %r" % handle)
         return row
 
-    def _ack(self, db, handle):
-        seq, group, _, _ = self._in_flight(db, handle)
-        db.execute("DELETE FROM queue_messages WHERE seq = ?", (seq,))
-        if group is not None:
-            self._landed(db, group, seq, True)
+    def _ack_all(self, db, handles):
+        """Delete the rows of these receipt handles; returns the handles that matched none."""
+        self._acks = None  # acks from now on belong to the next transaction
+        deleted = {}
+        for start in range(0, len(handles), 500):  # within SQLite's variable limit
+            chunk = handles[start : start + 500]
+            rows = db.execute(
+                "DELETE FROM queue_messages WHERE queue_name = ? AND receipt_handle IN (%s) RETURNING receipt_handle, group_key"
+                % ",".join("?" * len(chunk)),
+                [self.identifier] + chunk,
+            ).fetchall()
+            for handle, group in rows:
+                deleted[handle] = group
+        groups = {}
+        for group in deleted.values():
+            if group is not None:
+                groups[group] = groups.get(group, 0) + 1
+        for group, count in groups.items():
+            self._landed(db, group, True, -count)
+        return set(h for h in handles if h not in deleted)
 
     def _nack(self, db, handle, delay, reason, now):
         seq, group, count, next_on_error = self._in_flight(db, handle)
@@ -369,35 +412,36 @@ class SqliteQueue:
             (now + _ms(delay or 0), reason, set_aside, seq),
         )
         if group is not None:
-            self._landed(db, group, seq, set_aside)
+            self._landed(db, group, set_aside)
         return None
 
     def _defer(self, db, handle, delay, now):
-        seq, group, _, _ = self._in_flight(db, handle)
-        db.execute(
-            "UPDATE queue_messages SET receipt_handle = NULL, visible_at = ?, receive_count = receive_count - 1 WHERE seq = ?",
-            (now + _ms(delay or 0), seq),
-        )
-        if group is not None:
-            self._landed(db, group, seq, False)
+        row = db.execute(
+            "UPDATE queue_messages SET receipt_handle = NULL, visible_at = ?, receive_count = receive_count - 1 "
+            "WHERE receipt_handle = ? AND queue_name = ? RETURNING group_key",
+            (now + _ms(delay or 0), handle, self.identifier),
+        ).fetchone()
+        if row is None:
+            raise ReceiptHandleError("unknown or expired receipt handle %r" % handle)
+        if row[0] is not None:
+            self._landed(db, row[0], False)
 
-    def _landed(self, db, group, seq, left_line):
-        """A row of `group` is no longer in flight; if it also left the line, move the head."""
-        db.execute("UPDATE queue_groups SET in_flight = in_flight - 1 WHERE queue_name = ? AND group_key = ?", (self.identifier, group))
-        if left_line:
-            self._refresh_head(db, group)
+    _HEAD = "(SELECT MIN(seq) FROM queue_messages WHERE queue_name = ?1 AND group_key = ?2 AND set_aside = 0)"
 
-    def _refresh_head(self, db, group):
+    def _landed(self, db, group, left_line, in_flight_change=-1):
+        """A row of `group` is no longer in flight (or, with in_flight_change=0, left the line
+        without having been in flight); if it left the line, the head moves on. One UPDATE."""
         q = self.identifier
-        head = db.execute(
-            "SELECT MIN(seq) FROM queue_messages WHERE queue_name = ? AND group_key = ? AND set_aside = 0",
-            (q, group),
-        ).fetchone()[0]
-        if head is None:
-            db.execute("DELETE FROM queue_groups WHERE queue_name = ? AND group_key = ? AND in_flight <= 0", (q, group))
-            db.execute("UPDATE queue_groups SET head_seq = NULL WHERE queue_name = ? AND group_key = ?", (q, group))
-        else:
-            db.execute("UPDATE queue_groups SET head_seq = ? WHERE queue_name = ? AND group_key = ?", (head, q, group))
+        if not left_line:
+            db.execute("UPDATE queue_groups SET in_flight = in_flight + ?3 WHERE queue_name = ?1 AND group_key = ?2", (q, group, in_flight_change))
+            return
+        row = db.execute(
+            "UPDATE queue_groups SET in_flight = in_flight + ?3, head_seq = %s WHERE queue_name = ?1 AND group_key = ?2 "
+            "RETURNING head_seq, in_flight" % self._HEAD,
+            (q, group, in_flight_change),
+        ).fetchone()
+        if row is not None and row[0] is None and row[1] <= 0:
+            db.execute("DELETE FROM queue_groups WHERE queue_name = ? AND group_key = ?", (q, group))
 
     # -- dead letters ---------------------------------------------------------------------------
 
@@ -413,10 +457,7 @@ class SqliteQueue:
         )
         db.execute("DELETE FROM queue_messages WHERE seq = ?", (seq,))
         if group is not None:
-            if in_flight:
-                self._landed(db, group, seq, True)
-            else:
-                self._refresh_head(db, group)
+            self._landed(db, group, True, -1 if in_flight else 0)
         _log.error("message dead-lettered", queue=self.identifier, messageId=msg_id, group=group_id, reason=reason)
         return (msg_id, payload, reason, count, now)
 

@@ -6,7 +6,9 @@ the current write transaction (`await store.write(fn, *args)`). The first operat
 event-loop turn opens the transaction and schedules its commit for the end of the turn; the
 operations of that turn share it, and each caller resumes only after the commit succeeded —
 so a publish or an ack that returned is on disk, at the cost of one commit (and, with
-synchronous=FULL, one fsync) per turn rather than per message. Each operation runs under a
+synchronous=FULL, one fsync) per turn rather than per message. `defer(fn)` runs an operation
+at the end of the turn, just before the commit: a queue gathers the acks of a turn that way
+and deletes them with one statement. Each operation runs under a
 savepoint: one that raises is undone alone and its caller gets the error; a failed commit
 fails every caller of that transaction.
 
@@ -41,11 +43,11 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     set_aside INTEGER NOT NULL DEFAULT 0,    -- a failed NEXT_ON_ERROR message out of its line
     UNIQUE (queue_name, id)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS idx_qm_receipt ON queue_messages (receipt_handle);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_qm_receipt ON queue_messages (receipt_handle) WHERE receipt_handle IS NOT NULL;
 CREATE INDEX IF NOT EXISTS idx_qm_free ON queue_messages (queue_name, seq)
     WHERE group_key IS NULL AND receipt_handle IS NULL;
 CREATE INDEX IF NOT EXISTS idx_qm_line ON queue_messages (queue_name, group_key, set_aside, seq);
-CREATE INDEX IF NOT EXISTS idx_qm_visible ON queue_messages (queue_name, visible_at);
+DROP INDEX IF EXISTS idx_qm_visible;  -- early databases had it; every claim paid to maintain it
 CREATE INDEX IF NOT EXISTS idx_qm_in_flight ON queue_messages (queue_name, visible_at)
     WHERE receipt_handle IS NOT NULL;
 CREATE INDEX IF NOT EXISTS idx_qm_aside ON queue_messages (queue_name, visible_at) WHERE set_aside = 1;
@@ -136,12 +138,29 @@ class SqliteStore:
             self._lock_file.close()
             raise StoreError("cannot open %s as a queue database: %s" % (path, e)) from e
         self._commit_waiters = None  # futures of the operations in the open transaction
+        self._deferred = []  # (fn, args, future) to run just before the commit
         self.started_queues = set()  # queue names whose orphans were released (sqlitequeue)
         self._ops = 0
         self.closed = False
 
     async def write(self, fn, *args):
         """Run `fn(db, *args)` in the current transaction; return its result once committed."""
+        loop = self._begin()
+        result = self._run(fn, args)
+        done = loop.create_future()
+        self._commit_waiters.append(done)
+        await done
+        return result
+
+    def defer(self, fn, *args):
+        """Run `fn(db, *args)` in the current transaction just before it commits; returns a
+        future of its result (or its exception), set once the transaction has committed."""
+        loop = self._begin()
+        done = loop.create_future()
+        self._deferred.append((fn, args, done))
+        return done
+
+    def _begin(self):
         if self.closed:
             raise StoreError("store %s is closed" % self.path)
         loop = asyncio.get_running_loop()
@@ -149,6 +168,10 @@ class SqliteStore:
             self.db.execute("BEGIN IMMEDIATE")
             self._commit_waiters = []
             loop.call_soon(self._commit)
+        return loop
+
+    def _run(self, fn, args):
+        """One operation under its own savepoint: if it raises, only its changes are undone."""
         self._ops += 1
         savepoint = "op%d" % self._ops
         self.db.execute("SAVEPOINT " + savepoint)
@@ -159,15 +182,20 @@ class SqliteStore:
             self.db.execute("RELEASE " + savepoint)
             raise
         self.db.execute("RELEASE " + savepoint)
-        done = loop.create_future()
-        self._commit_waiters.append(done)
-        await done
         return result
 
     def _commit(self):
         waiters, self._commit_waiters = self._commit_waiters, None
         if waiters is None:  # already committed by close()
             return
+        deferred, self._deferred = self._deferred, []
+        for fn, args, done in deferred:
+            try:
+                result = self._run(fn, args)
+            except Exception as e:
+                done.set_exception(e)
+                continue
+            waiters.append(_Settle(done, result))
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error as e:
@@ -184,6 +212,7 @@ class SqliteStore:
             if not done.done():
                 done.set_result(None)
 
+
     def read(self, sql, args=()):
         """A query outside any queue operation (monitoring)."""
         return self.db.execute(sql, args).fetchall()
@@ -196,3 +225,23 @@ class SqliteStore:
         self.closed = True
         self.db.close()
         self._lock_file.close()
+
+
+class _Settle:
+    """A deferred operation's future with the result it gets once its transaction committed
+    (looks like a waiter future to _commit)."""
+
+    __slots__ = ("future", "result")
+
+    def __init__(self, future, result):
+        self.future = future
+        self.result = result
+
+    def done(self):
+        return self.future.done()
+
+    def set_result(self, _):
+        self.future.set_result(self.result)
+
+    def set_exception(self, error):
+        self.future.set_exception(error)
