@@ -6,6 +6,7 @@
   api_publish      POST /api/messages, POST /messages, POST /api/seed/messages
   api_deadletters  /api/dead-letters*
   mock_targets     /api/test/*, /api/benchmark/* (targets for trying the edge on itself)
+  activity         /monitoring/activity (delivery history and oldest pending ages, for the dashboard)
   dashboard        /dashboard, /dashboard.html, /monitoring/dashboard
   auth             AUTH_MODE NONE | BASIC | TOKEN for everything but health and metrics
 
@@ -23,7 +24,15 @@ from microdot import Microdot, Request
 from flowcatalyst.core.compat import monotonic
 from flowcatalyst.core.log import logger
 
-from . import api_deadletters, api_health, api_monitoring, api_publish, api_warnings, mock_targets
+from . import (
+    activity,
+    api_deadletters,
+    api_health,
+    api_monitoring,
+    api_publish,
+    api_warnings,
+    mock_targets,
+)
 from .api_common import error_response
 from .auth import Auth
 from .dashboard import register_dashboard
@@ -51,12 +60,14 @@ def _unreadable_request(exc):
 
 def create_api(edge):
     """The API of an EdgeApp, as a microdot app (the caller serves it). Also starts the queue
-    counter history when called inside a running event loop (EdgeApp.start does)."""
+    counter and delivery histories when called inside a running event loop (EdgeApp.start
+    does)."""
     configure_microdot()
     app = Microdot()
     app.options_handler = None  # OPTIONS is answered like any other method: after auth, 405
     auth = Auth(edge.settings)
     history = QueueHistory()
+    deliveries = activity.DeliveryHistory()
 
     @app.before_request
     async def authenticate(req):
@@ -75,16 +86,22 @@ def create_api(edge):
     api_publish.register(app, edge)
     api_deadletters.register(app, edge)
     app.mock_targets = mock_targets.register(app, edge)
+    activity.register(app, edge, deliveries)
     register_dashboard(app, edge)
 
     app.queue_history = history
+    app.delivery_history = deliveries
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
-    if loop is not None:
-        app.queue_history_task = loop.create_task(history.run(edge))
+    if loop is not None:  # one task, so that EdgeApp.stop cancelling it stops both
+        app.queue_history_task = loop.create_task(_sample(edge, history, deliveries))
     return app
+
+
+async def _sample(edge, *histories):
+    await asyncio.gather(*(h.run(edge) for h in histories))
 
 
 def _error_handlers(app, auth):

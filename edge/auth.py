@@ -35,6 +35,10 @@ PUBLIC_PATHS = frozenset(
         "/q/metrics",
     )
 )
+# The dashboard page holds no data (it asks the API for everything, with the token): in TOKEN
+# mode it is served without one, so a browser can open /dashboard#token=... (a browser cannot
+# send a bearer header for a page it navigates to). Under BASIC the browser asks for the login.
+DASHBOARD_PATHS = frozenset(("/dashboard", "/dashboard.html", "/monitoring/dashboard"))
 
 
 def _digest(text):
@@ -54,7 +58,7 @@ class Auth:
         self.token = settings.api_token or ""
 
     def is_public(self, path):
-        return self.mode == "NONE" or path in PUBLIC_PATHS
+        return self.mode == "NONE" or path in PUBLIC_PATHS or (self.mode == "TOKEN" and path in DASHBOARD_PATHS)
 
     def check(self, req):
         """None when the request may go on, else the 401 response."""
