@@ -187,13 +187,14 @@ class EdgeApp:
 
     async def _apply_fetched(self, config):
         summary = await self.router.apply_config(config)
-        self._save_config(config)
+        await self._save_config(config)
         return summary
 
-    def _save_config(self, config):
-        self.store.db.execute(
-            "INSERT OR REPLACE INTO edge_state (key, value) VALUES ('router_config', ?)", (jsoncodec.dumps(config.to_dict()),)
-        )
+    async def _save_config(self, config):
+        def save(db, text):
+            db.execute("INSERT OR REPLACE INTO edge_state (key, value) VALUES ('router_config', ?)", (text,))
+
+        await self.store.write(save, jsoncodec.dumps(config.to_dict()))
 
     def _saved_config(self):
         rows = self.store.read("SELECT value FROM edge_state WHERE key = 'router_config'")

@@ -63,20 +63,6 @@ class SqliteQueue:
         self._stopped = False
         self._background = set()  # give-backs of cancelled polls
         self.on_dead_letter = None
-        if name in store.started_queues:
-            # Another object for this queue in this process (the router restarts a consumer
-            # when its config changes): what is in flight is being delivered, not orphaned.
-            return
-        store.started_queues.add(name)
-        released = store.db.execute(
-            "UPDATE queue_messages SET receipt_handle = NULL, visible_at = ?, "
-            "last_error = 'in flight when the previous process ended' "
-            "WHERE queue_name = ? AND receipt_handle IS NOT NULL",
-            (self._now_ms(), name),
-        ).rowcount
-        store.db.execute("UPDATE queue_groups SET in_flight = 0 WHERE queue_name = ?", (name,))
-        if released:
-            _log.warn("released messages left in flight by the previous process", queue=name, count=released)
 
     def _now_ms(self):
         return _ms(self.clock())

@@ -6,15 +6,18 @@ the current write transaction (`await store.write(fn, *args)`). The first operat
 event-loop turn opens the transaction and schedules its commit for the end of the turn; the
 operations of that turn share it, and each caller resumes only after the commit succeeded —
 so a publish or an ack that returned is on disk, at the cost of one commit (and, with
-synchronous=FULL, one fsync) per turn rather than per message. `defer(fn)` runs an operation
+synchronous=FULL, one fsync) per turn rather than per message; that commit runs on a thread
+of its own, so the event loop is not held up while the disk syncs (operations that need the
+connection meanwhile wait for it). `defer(fn)` runs an operation
 at the end of the turn, just before the commit: a queue gathers the acks of a turn that way
 and deletes them with one statement. Each operation runs under a
 savepoint: one that raises is undone alone and its caller gets the error; a failed commit
 fails every caller of that transaction.
 
 Only one process may use a database file: a lock file (`<db>.lock`) is held while it is open.
-That is what makes start-up recovery safe: rows still marked in flight belong to a process
-that died, so they are released at once instead of after their visibility timeout.
+That is what makes start-up recovery safe: rows still marked in flight when the store opens
+belong to a process that died, so they are released at once instead of after their
+visibility timeout.
 """
 
 import asyncio
@@ -124,7 +127,7 @@ class SqliteStore:
         if not os.path.isdir(directory):
             raise StoreError("directory %s for the database does not exist" % directory)
         self._lock_file = _lock(path)
-        self.db = None
+        self.db = self.reader = None
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -132,19 +135,51 @@ class SqliteStore:
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
             self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+            self._release_orphans()
+            # Monitoring reads use a connection of their own: they see what is committed and
+            # never wait for (or get in the way of) a commit.
+            self.reader = sqlite3.connect(path, check_same_thread=False)
+            self.reader.execute("PRAGMA query_only=1")
         except sqlite3.DatabaseError as e:
-            if self.db is not None:
-                self.db.close()
+            for con in (self.db, self.reader):
+                if con is not None:
+                    con.close()
             self._lock_file.close()
             raise StoreError("cannot open %s as a queue database: %s" % (path, e)) from e
+        # A commit that waits for the disk (FULL, EXTRA: an fsync, about a millisecond) runs on
+        # a thread of its own, so the event loop goes on meanwhile (sqlite3 releases the GIL).
+        self._commit_thread = None
+        if synchronous in ("FULL", "EXTRA"):
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._commit_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
+        self._committing = None  # while a commit runs on that thread: done when it has finished
         self._commit_waiters = None  # futures of the operations in the open transaction
         self._deferred = []  # (fn, args, future) to run just before the commit
-        self.started_queues = set()  # queue names whose orphans were released (sqlitequeue)
         self._ops = 0
         self.closed = False
 
+    def _release_orphans(self):
+        """Rows left in flight belong to a process that died (this one holds the lock now):
+        visible again at once, their receive counted, instead of after their visibility
+        timeout."""
+        counts = self.db.execute(
+            "SELECT queue_name, COUNT(*) FROM queue_messages WHERE receipt_handle IS NOT NULL GROUP BY queue_name"
+        ).fetchall()
+        if not counts:
+            return
+        self.db.execute(  # visible since it was created: no clock needed to say "now"
+            "UPDATE queue_messages SET receipt_handle = NULL, visible_at = created_at, "
+            "last_error = 'in flight when the previous process ended' WHERE receipt_handle IS NOT NULL"
+        )
+        self.db.execute("UPDATE queue_groups SET in_flight = 0")
+        for queue, count in counts:
+            _log.warn("released messages left in flight by the previous process", db=self.path, queue=queue, count=count)
+
     async def write(self, fn, *args):
         """Run `fn(db, *args)` in the current transaction; return its result once committed."""
+        while self._committing is not None:  # the connection is busy committing
+            await self._committing
         loop = self._begin()
         result = self._run(fn, args)
         done = loop.create_future()
@@ -155,9 +190,12 @@ class SqliteStore:
     def defer(self, fn, *args):
         """Run `fn(db, *args)` in the current transaction just before it commits; returns a
         future of its result (or its exception), set once the transaction has committed."""
-        loop = self._begin()
-        done = loop.create_future()
+        if self.closed:
+            raise StoreError("store %s is closed" % self.path)
+        done = asyncio.get_running_loop().create_future()
         self._deferred.append((fn, args, done))
+        if self._committing is None:
+            self._begin()  # else the running commit opens the next transaction when it ends
         return done
 
     def _begin(self):
@@ -184,7 +222,7 @@ class SqliteStore:
         self.db.execute("RELEASE " + savepoint)
         return result
 
-    def _commit(self):
+    def _commit(self, inline=False):
         waiters, self._commit_waiters = self._commit_waiters, None
         if waiters is None:  # already committed by close()
             return
@@ -196,34 +234,59 @@ class SqliteStore:
                 done.set_exception(e)
                 continue
             waiters.append(_Settle(done, result))
+        if self._commit_thread is None or inline:
+            self._settle(waiters, self._commit_sql())
+            return
+        loop = asyncio.get_running_loop()
+        self._committing = loop.create_future()
+        work = loop.run_in_executor(self._commit_thread, self._commit_sql)
+        work.add_done_callback(lambda f: self._committed(waiters, f.result()))
+
+    def _commit_sql(self):
+        """COMMIT; on failure ROLLBACK and return the error."""
         try:
             self.db.execute("COMMIT")
+            return None
         except sqlite3.Error as e:
-            _log.error("commit failed: the operations of this transaction are undone", db=self.path, error=str(e))
             try:
                 self.db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            for done in waiters:
-                if not done.done():
-                    done.set_exception(StoreError("commit failed: %s" % e))
-            return
-        for done in waiters:
-            if not done.done():
-                done.set_result(None)
+            return e
 
+    def _committed(self, waiters, error):
+        """Back on the event loop after a commit on the thread."""
+        committing, self._committing = self._committing, None
+        self._settle(waiters, error)
+        committing.set_result(None)  # writers waiting for the connection go on
+        if self._deferred and not self.closed:
+            self._begin()
+
+    def _settle(self, waiters, error):
+        if error is not None:
+            _log.error("commit failed: the operations of this transaction are undone", db=self.path, error=str(error))
+        for done in waiters:
+            if done.done():
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(StoreError("commit failed: %s" % error))
 
     def read(self, sql, args=()):
-        """A query outside any queue operation (monitoring)."""
-        return self.db.execute(sql, args).fetchall()
+        """A query of committed data outside any queue operation (monitoring)."""
+        return self.reader.execute(sql, args).fetchall()
 
     def close(self):
         if self.closed:
             return
+        if self._commit_thread is not None:
+            self._commit_thread.shutdown(wait=True)  # a commit on the thread finishes first
         if self._commit_waiters is not None:
-            self._commit()
+            self._commit(inline=True)
         self.closed = True
         self.db.close()
+        self.reader.close()
         self._lock_file.close()
 
 
