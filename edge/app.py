@@ -98,6 +98,9 @@ def config_from_data(data):
 
 
 class EdgeApp:
+    config_attempts = 12  # the start-up fetch from a platform without a saved config
+    config_retry_delay = 5.0
+
     def __init__(self, settings):
         self.settings = settings
         self.version = VERSION
@@ -163,21 +166,30 @@ class EdgeApp:
         return DEFAULT_CONFIG
 
     async def _sync_from_platform(self):
-        """Fetch and apply the platform's config, or run the saved one if it cannot be reached;
-        then keep syncing."""
+        """Fetch and apply the platform's config, then keep syncing. With a config saved by an
+        earlier run, one attempt decides: if the platform cannot be reached the edge starts
+        with the saved one at once (periodic syncs catch up later), because an edge host must
+        deliver what it holds even while it is cut off. Without one, the platform gets the
+        full start-up schedule (config_attempts x config_retry_delay) before the start fails."""
         from flowcatalyst.core.configsync import ConfigSync, ConfigSyncError
 
         s = self.settings
         try:
             self.config_sync = ConfigSync(
-                s.config_urls, self._apply_fetched, interval=s.config_interval, api_key=s.platform_api_key, warnings=self.router.warnings
+                s.config_urls,
+                self._apply_fetched,
+                interval=s.config_interval,
+                attempts=self.config_attempts,
+                retry_delay=self.config_retry_delay,
+                api_key=s.platform_api_key,
+                warnings=self.router.warnings,
             )
         except ValueError as e:
             raise StartupError("FLOWCATALYST_CONFIG_URL: %s" % e) from e
+        saved = self._saved_config()
         try:
-            await self.config_sync.sync_once()
+            await self.config_sync.sync_once(attempts=1 if saved is not None else None)
         except ConfigSyncError as e:
-            saved = self._saved_config()
             if saved is None:
                 raise StartupError("no config: %s; and no earlier run saved one" % e) from e
             _log.warn("platform unreachable: running the config saved by the last run", error=str(e))
