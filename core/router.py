@@ -109,14 +109,17 @@ class ConsumerLoop:
 
 
 class Router(PoolObserver):
-    def __init__(self, consumer_factory=None, mediator=None, breakers=None, warnings=None, settings=None, clock=monotonic):
+    def __init__(self, consumer_factory=None, mediator=None, breakers=None, warnings=None, settings=None, clock=monotonic, mediator_factory=None):
         """`consumer_factory(queue_config)` returns a QueueConsumer for a configured queue;
-        `mediator` delivers (default: an HttpMediator over the core's HTTP client)."""
+        `mediator` delivers (default: an HttpMediator over the core's HTTP client), or
+        `mediator_factory(pool_config)` gives each pool its own (closed when the router stops)."""
         self.settings = RouterSettings() if settings is None else settings
         self.clock = clock
         self.consumer_factory = consumer_factory
-        self._owns_mediator = mediator is None
-        self.mediator = HttpMediator() if mediator is None else mediator
+        self._owns_mediator = mediator is None and mediator_factory is None
+        self.mediator = HttpMediator() if self._owns_mediator else mediator
+        self.mediator_factory = mediator_factory
+        self._pool_mediators = []
         self.breakers = BreakerRegistry(clock=clock) if breakers is None else breakers
         self.warnings = w.WarningService() if warnings is None else warnings
         self.metrics = RouterMetrics(self)
@@ -126,6 +129,7 @@ class Router(PoolObserver):
         self.consumers = {}
         self.config = RouterConfig()
         self.running = False
+        self.polling = True  # False while paused (standby)
         self.started_at = wall_time()
         self._batch_counter = 0
         self._housekeeping = None
@@ -139,6 +143,8 @@ class Router(PoolObserver):
 
     async def start(self, config=None):
         self.running = True
+        for loop in list(self.consumers.values()):  # added before the start
+            self._start_polling(loop)
         if config is not None:
             await self.apply_config(config)
         self._housekeeping = create_task(self._housekeeping_loop())
@@ -172,6 +178,8 @@ class Router(PoolObserver):
             self.pipeline.by_message_id.clear()
         if self._owns_mediator:
             await self.mediator.close()
+        for mediator in self._pool_mediators:
+            await mediator.close()
         _log.info("router stopped")
 
     # -- configuration --------------------------------------------------------------------------
@@ -230,7 +238,11 @@ class Router(PoolObserver):
                 pool.update(pc)
                 self.pools[pc.code] = pool
                 return pool
-        pool = ProcessPool(pc, self.mediator, self.breakers, self, self.clock, self.settings.max_samples, self.settings.cascade_delay)
+        mediator = self.mediator
+        if self.mediator_factory is not None:
+            mediator = self.mediator_factory(pc)
+            self._pool_mediators.append(mediator)
+        pool = ProcessPool(pc, mediator, self.breakers, self, self.clock, self.settings.max_samples, self.settings.cascade_delay)
         self.pools[pc.code] = pool
         _log.info("pool created", pool=pc.code, concurrency=pool.concurrency, rateLimitPerMinute=pc.rate_limit_per_minute)
         return pool
@@ -278,10 +290,34 @@ class Router(PoolObserver):
             raise ValueError("a consumer named %r is already running" % name)
         loop = ConsumerLoop(name, consumer, config, self.clock())
         self.consumers[name] = loop
-        if self.running:
-            loop.task = create_task(self._poll_loop(loop))
+        self._start_polling(loop)
         _log.info("consumer started", queue=name)
         return loop
+
+    def _start_polling(self, loop):
+        if self.running and self.polling and not loop.stopped and (loop.task is None or loop.task.done()):
+            loop.heartbeat = self.clock()
+            loop.task = create_task(self._poll_loop(loop))
+
+    async def pause_polling(self):
+        """Stop polling every consumer (an instance on standby); deliveries in flight finish and
+        are answered as usual. `resume_polling()` starts again."""
+        self.polling = False
+        for loop in list(self.consumers.values()):
+            task = loop.task
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except BaseException:  # CancelledError, or what the loop died of
+                    pass
+        _log.info("polling paused")
+
+    def resume_polling(self):
+        self.polling = True
+        for loop in list(self.consumers.values()):
+            self._start_polling(loop)
+        _log.info("polling resumed")
 
     async def remove_consumer(self, name):
         loop = self.consumers.pop(name, None)
@@ -567,9 +603,11 @@ class Router(PoolObserver):
             await self.queue_metrics()
 
     def _stalled(self, loop, now):
-        return not loop.stopped and now - loop.heartbeat >= self.settings.consumer_stall
+        return self.polling and not loop.stopped and now - loop.heartbeat >= self.settings.consumer_stall
 
     async def _restart_stalled(self, now):
+        if not self.polling:
+            return  # paused on purpose
         for loop in list(self.consumers.values()):
             if not self._stalled(loop, now) and not (loop.task is not None and loop.task.done()):
                 continue

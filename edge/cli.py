@@ -13,8 +13,8 @@ from .sqlstore import StoreError
 _log = log.logger("edge")
 
 
-async def run(settings):
-    app = EdgeApp(settings)
+async def serve(app):
+    """Run a RouterApp until SIGTERM/SIGINT, then stop it cleanly; returns the exit status."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -33,6 +33,10 @@ async def run(settings):
     finally:
         await app.stop()
     return 0
+
+
+async def run(settings):
+    return await serve(EdgeApp(settings))
 
 
 def main(argv=None, program="fc-edge"):

@@ -1,6 +1,7 @@
-"""The edge edition's settings: one table gives each setting its command-line flag, its
-environment variable, its default and its help, so `--help`, the environment and the docs
-cannot drift apart. A flag wins over the environment, the environment over the default."""
+"""Settings from one table that gives each setting its command-line flag, its environment
+variable, its default and its help, so `--help`, the environment and the docs cannot drift
+apart. A flag wins over the environment, the environment over the default. SETTINGS is the
+edge's table; the server's router reuses most of its entries (`entry`)."""
 
 import os
 
@@ -71,10 +72,25 @@ SETTINGS = (
 FLAGS = ("--insecure",)  # boolean flags
 
 
-class EdgeSettings:
+def entry(table, attribute, default=None):
+    """A copy of `table`'s entry for `attribute`, with another default (other editions reuse
+    the edge's entries)."""
+    for row in table:
+        if row[0] == attribute:
+            return row[:3] + (default if default is not None else row[3],) + row[4:]
+    raise KeyError(attribute)
+
+
+class Settings:
+    """Values for every entry of TABLE; `parse` reads them from argv and the environment."""
+
+    TABLE = ()
+    USAGE = ""
+    DESCRIPTION = ""
+
     def __init__(self, **values):
-        for attribute, _, _, default, parse, _ in SETTINGS:
-            setattr(self, attribute, values.get(attribute, None if default is None else parse(default)))
+        for attribute, _, _, default, parse_value, _ in self.TABLE:
+            setattr(self, attribute, values.get(attribute, None if default is None else parse_value(default)))
         self.insecure = values.get("insecure", False)
 
     def validate(self):
@@ -96,42 +112,64 @@ class EdgeSettings:
             raise SettingsError("give either --config/FC_CONFIG_FILE or FLOWCATALYST_CONFIG_URL, not both")
         return self
 
+    @classmethod
+    def parse(cls, argv, environ=None):
+        """Settings from command-line arguments and the environment; SettingsError says which
+        flag or variable is wrong and why. `--help` is handled by the caller."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        by_flag = {s[1]: s for s in cls.TABLE if s[1]}
+        for attribute, _, env, _, parse_value, _ in cls.TABLE:
+            raw = environ.get(env)
+            if raw is not None and raw != "":
+                values[attribute] = _parse(parse_value, raw, env)
+        i = 0
+        while i < len(argv):
+            arg = argv[i]
+            name, eq, inline = arg.partition("=")
+            if name in FLAGS and not eq:
+                values[name[2:]] = True
+                i += 1
+                continue
+            spec = by_flag.get(name)
+            if spec is None:
+                raise SettingsError("unknown argument %s (see --help)" % arg)
+            if eq:
+                raw = inline
+            else:
+                if i + 1 >= len(argv):
+                    raise SettingsError("%s needs a value" % name)
+                i += 1
+                raw = argv[i]
+            values[spec[0]] = _parse(spec[4], raw, name)
+            i += 1
+        return cls(**values)
+
+    @classmethod
+    def help_text(cls, program):
+        lines = ["usage: %s %s" % (program, cls.USAGE), "", cls.DESCRIPTION, "", "options and environment (a flag wins over its variable):"]
+        for _, flag, env, default, _, text in cls.TABLE:
+            name = ("%s, %s" % (flag, env)) if flag else env
+            lines.append("  %s" % name)
+            lines.append("      %s%s" % (text, " (default: %s)" % default if default is not None else ""))
+        lines.append("  --insecure")
+        lines.append("      allow AUTH_MODE=NONE on a non-loopback address")
+        lines.append("  --version, -h/--help")
+        return "\n".join(lines) + "\n"
+
+
+class EdgeSettings(Settings):
+    TABLE = SETTINGS
+    USAGE = "[--config FILE] [--db PATH] [--host HOST] [--port PORT] [--tls-cert PEM --tls-key PEM] [--insecure]"
+    DESCRIPTION = (
+        "FlowCatalyst edge: keeps message pointers published over HTTP in SQLite and delivers them\n"
+        "to their targets with per-group order, concurrency and rate limits, circuit breakers and\n"
+        "retries. Stops cleanly on SIGTERM/SIGINT."
+    )
+
 
 def is_loopback(host):
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
-
-
-def parse(argv, environ=None):
-    """EdgeSettings from command-line arguments and the environment; SettingsError says which
-    flag or variable is wrong and why. `--help` is handled by the caller."""
-    environ = os.environ if environ is None else environ
-    values = {}
-    by_flag = {s[1]: s for s in SETTINGS if s[1]}
-    for attribute, _, env, _, parse_value, _ in SETTINGS:
-        raw = environ.get(env)
-        if raw is not None and raw != "":
-            values[attribute] = _parse(parse_value, raw, env)
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        name, eq, inline = arg.partition("=")
-        if name in FLAGS and not eq:
-            values[name[2:]] = True
-            i += 1
-            continue
-        spec = by_flag.get(name)
-        if spec is None:
-            raise SettingsError("unknown argument %s (see --help)" % arg)
-        if eq:
-            raw = inline
-        else:
-            if i + 1 >= len(argv):
-                raise SettingsError("%s needs a value" % name)
-            i += 1
-            raw = argv[i]
-        values[spec[0]] = _parse(spec[4], raw, name)
-        i += 1
-    return EdgeSettings(**values)
 
 
 def _parse(parse_value, raw, where):
@@ -141,21 +179,5 @@ def _parse(parse_value, raw, where):
         raise SettingsError("%s=%r: %s" % (where, raw, e)) from e
 
 
-def help_text(program):
-    lines = [
-        "usage: %s [--config FILE] [--db PATH] [--host HOST] [--port PORT] [--tls-cert PEM --tls-key PEM] [--insecure]" % program,
-        "",
-        "FlowCatalyst edge: keeps message pointers published over HTTP in SQLite and delivers them",
-        "to their targets with per-group order, concurrency and rate limits, circuit breakers and",
-        "retries. Stops cleanly on SIGTERM/SIGINT.",
-        "",
-        "options and environment (a flag wins over its variable):",
-    ]
-    for _, flag, env, default, _, text in SETTINGS:
-        name = ("%s, %s" % (flag, env)) if flag else env
-        lines.append("  %s" % name)
-        lines.append("      %s%s" % (text, " (default: %s)" % default if default is not None else ""))
-    lines.append("  --insecure")
-    lines.append("      allow AUTH_MODE=NONE on a non-loopback address")
-    lines.append("  --version, -h/--help")
-    return "\n".join(lines) + "\n"
+parse = EdgeSettings.parse
+help_text = EdgeSettings.help_text

@@ -451,3 +451,52 @@ def test_housekeeping_restarts_a_stalled_poll_loop_and_reaps_stale_entries(targe
         await router.stop()
 
     run(go())
+
+
+def test_paused_polling_lets_deliveries_in_flight_finish_and_polls_nothing(target):
+    hold = Concurrency(0.3)
+    target.on("/hold", hold)
+
+    async def go():
+        q = MemoryQueue("main", wait_seconds=0.1)
+        router, config = router_with_queues({"main": q}, [PoolConfig("P", 4)])
+        q.put(pointer(target.url("/hold"), "first"))
+        await router.start(config)
+        await wait_until(lambda: hold.current == 1)
+        await router.pause_polling()
+        received = q.counters["received"]
+        q.put(pointer(target.url("/hold"), "later"))
+        await asyncio.sleep(0.5)
+        assert q.counters["received"] == received  # no poll while paused
+        assert q.counters["acked"] == 1  # the one in flight was delivered and acked
+        assert router.health()["consumers_unhealthy"] == 0  # paused is not stalled
+        router.resume_polling()
+        await wait_until(lambda: len(q) == 0)
+        await router.stop()
+
+    run(go())
+    assert hold.order == ["first", "later"]
+
+
+def test_a_mediator_per_pool(target):
+    from flowcatalyst.core import HttpClient, HttpMediator, Router, RouterSettings
+
+    made = {}
+
+    def per_pool(pool_config):
+        made[pool_config.code] = HttpMediator(HttpClient(), max_attempts=1)
+        return made[pool_config.code]
+
+    async def go():
+        q = MemoryQueue("main", wait_seconds=0.1)
+        router = Router(consumer_factory=lambda qc: q, mediator_factory=per_pool, settings=RouterSettings())
+        await router.start(RouterConfig([PoolConfig("A", 1), PoolConfig("B", 1)], [QueueConfig("memory://main", "main")]))
+        q.put(pointer(target.url("/ok"), "a", pool="A"))
+        q.put(pointer(target.url("/ok"), "b", pool="B"))
+        await wait_until(lambda: len(q) == 0)
+        assert router.pools["A"].mediator is made["A"] and router.pools["B"].mediator is made["B"]
+        assert made["A"].transport.connections_opened == 1 and made["B"].transport.connections_opened == 1
+        await router.stop()
+        assert not made["A"].transport._idle  # closed with the router
+
+    run(go())
