@@ -18,7 +18,10 @@ from flowcatalyst.edge.settings import EdgeSettings
 
 
 class EdgeRunner:
-    def __init__(self, tmp_path, config=None, name="edge", **settings):
+    """Runs an EdgeApp, or another RouterApp given as `app_class` with its `settings_class`."""
+
+    def __init__(self, tmp_path, config=None, name="edge", app_class=EdgeApp, settings_class=EdgeSettings, **settings):
+        self.app_class = app_class
         self.tmp_path = tmp_path
         values = {"db_path": str(tmp_path / ("%s.db" % name)), "port": 0, "shutdown_timeout": 1.0}
         if config is not None:
@@ -26,7 +29,7 @@ class EdgeRunner:
             path.write_text(json.dumps(config))
             values["config_file"] = str(path)
         values.update(settings)
-        self.settings = EdgeSettings(**values)
+        self.settings = settings_class(**values)
         self.app = None
         self.loop = None
         self._thread = None
@@ -41,7 +44,7 @@ class EdgeRunner:
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
             try:
-                self.app = EdgeApp(self.settings)
+                self.app = self.app_class(self.settings)
                 self.loop.run_until_complete(self.app.start())
             except BaseException as e:  # reported to the test thread
                 self.error = e

@@ -1,0 +1,91 @@
+"""The server router's settings: the edge's entries for the API, configuration, auth, TLS and
+timeouts (edge/settings.py), plus what a datacenter router adds — the HTTP client (core or
+httpx, HTTP/2), the event loop, active/standby through Redis. A flag wins over its variable."""
+
+import os
+import socket
+
+from flowcatalyst.edge.settings import SETTINGS as EDGE
+from flowcatalyst.edge.settings import (
+    Settings,
+    SettingsError,
+    _positive_seconds,
+    _text,
+    _upper,
+    entry,
+)
+
+
+def _bool(text):
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def default_instance_id():
+    return "%s:%d" % (socket.gethostname(), os.getpid())
+
+
+COMMON = [
+    entry(EDGE, name)
+    for name in (
+        "config_file",
+        "host",
+        "port",
+        "config_urls",
+        "config_interval",
+        "platform_api_key",
+        "auth_mode",
+        "basic_username",
+        "basic_password",
+        "api_token",
+        "tls_cert",
+        "tls_key",
+        "request_timeout",
+        "connect_timeout",
+        "shutdown_timeout",
+    )
+]
+
+ROUTER = tuple(
+    COMMON
+    + [
+        ("db_path", "--db", "FC_DB_PATH", None, _text, "SQLite database for queues given by a bare name (sqlite://PATH?queue=NAME needs none)"),
+        entry(EDGE, "sqlite_sync"),
+        ("http_client", None, "FC_HTTP_CLIENT", "core", _upper(("CORE", "HTTPX")), "core (the fast asyncio HTTP/1.1 client) or httpx (HTTP/2, proxies, custom TLS)"),
+        ("http2", None, "FC_HTTP2", "false", _bool, "deliver over HTTP/2 (needs FC_HTTP_CLIENT=httpx; one client per pool)"),
+        ("event_loop", None, "FC_EVENT_LOOP", "asyncio", _upper(("ASYNCIO", "UVLOOP")), "asyncio, or uvloop where it is installed"),
+        ("standby_enabled", None, "FC_STANDBY_ENABLED", "false", _bool, "active/standby: only the instance holding the Redis lock polls"),
+        ("standby_redis_url", None, "FC_STANDBY_REDIS_URL", "redis://127.0.0.1:6379", _text, "Redis for the standby lock"),
+        ("standby_lock_key", None, "FC_STANDBY_LOCK_KEY", "fc:router:leader", _text, "the lock's key"),
+        ("standby_lock_ttl", None, "FC_STANDBY_LOCK_TTL", "30", _positive_seconds, "seconds the lock lives without a heartbeat"),
+        ("standby_heartbeat", None, "FC_STANDBY_HEARTBEAT_INTERVAL", "10", _positive_seconds, "seconds between heartbeats of the leader"),
+        ("instance_id", None, "FC_INSTANCE_ID", None, _text, "this instance in the lock and in logs (default: host:pid)"),
+        entry(EDGE, "log_format"),
+        entry(EDGE, "log_level"),
+    ]
+)
+
+
+class RouterServerSettings(Settings):
+    TABLE = ROUTER
+    USAGE = "router [--config FILE] [--host HOST] [--port PORT] [--db PATH] [--tls-cert PEM --tls-key PEM] [--insecure]"
+    DESCRIPTION = (
+        "FlowCatalyst router: consumes message pointers from SQS, NATS JetStream or SQLite queues\n"
+        "and delivers them with per-group order, concurrency and rate limits, circuit breakers\n"
+        "and retries; configured by the platform (FLOWCATALYST_CONFIG_URL) or a file."
+    )
+
+    def validate(self):
+        Settings.validate(self)
+        if self.http2 and self.http_client != "HTTPX":
+            raise SettingsError("FC_HTTP2=true needs FC_HTTP_CLIENT=httpx (the core client speaks HTTP/1.1)")
+        if self.standby_heartbeat >= self.standby_lock_ttl:
+            raise SettingsError("FC_STANDBY_HEARTBEAT_INTERVAL must be shorter than FC_STANDBY_LOCK_TTL")
+        if self.instance_id is None:
+            self.instance_id = default_instance_id()
+        return self
+
