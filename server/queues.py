@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from flowcatalyst.core.config import ConfigError
 
+from .sqsio import is_sqs_url
+
 SQS = "sqs"
 NATS = "nats"
 SQLITE = "sqlite"
@@ -29,8 +31,7 @@ def queue_kind(uri, environ=None):
     if uri.startswith("nats://") or uri.startswith("tls://"):
         return NATS
     if uri.startswith("https://") or uri.startswith("http://"):
-        host = (urlsplit(uri).hostname or "").lower()
-        if host.startswith("sqs.") and (".amazonaws.com" in host or host.endswith(".amazonaws.com.cn")):
+        if is_sqs_url(uri):
             return SQS
         for name in ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"):
             endpoint = environ.get(name)

@@ -77,3 +77,27 @@ def tls_files(tmp_path_factory):
         )
     )
     return str(cert_file), str(key_file)
+
+
+# -- SQS: a moto server on a free loopback port (tests/support/moto.py) -------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    from tests.support.moto import MotoServer, moto_available
+
+    missing = moto_available()
+    if missing:
+        pytest.skip(missing)
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sqs(moto_server, monkeypatch):
+    """The moto server, with this test's AWS environment pointing at it."""
+    from tests.support.moto import set_environment
+
+    set_environment(monkeypatch, moto_server)
+    return moto_server
