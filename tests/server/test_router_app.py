@@ -179,3 +179,15 @@ def _get(port, path):
         return httpx.get("http://127.0.0.1:%d%s" % (port, path), timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_nats_queue_takes_its_visibility_timeout_as_ack_wait(tmp_path):
+    from flowcatalyst.core.config import QueueConfig
+
+    app = RouterServerApp(RouterServerSettings(db_path=str(tmp_path / "r.db")))
+    options = {"max_receive_count": 10, "dedup_window": 300, "wait_seconds": 20, "max_messages": None}
+    q = app.make_consumer(QueueConfig("nats://127.0.0.1:4222?stream=S1", "n", visibility_timeout=45), options)
+    assert q.settings.ack_wait == 45 and q.identifier == "S1/fc-router"
+    q = app.make_consumer(QueueConfig("nats://127.0.0.1:4222?stream=S1&ack-wait-secs=7", "n", visibility_timeout=45), options)
+    assert q.settings.ack_wait == 7  # the URI says so
+    app.sqlite.close()
