@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[edge,server,dev]'
+	$(PY) -m pip install --quiet -e '.[edge,server,uvloop,dev]'
 	touch $(STAMP)
 
 # Until the server edition's developer monolith (fc-dev) exists, the edge edition is the dev server.

@@ -94,7 +94,7 @@ class RouterSettings:
 class ConsumerLoop:
     """A consumer and the state of its poll loop."""
 
-    __slots__ = ("name", "consumer", "config", "task", "heartbeat", "last_poll", "stopped", "restarts", "metrics")
+    __slots__ = ("name", "consumer", "config", "task", "heartbeat", "last_poll", "stopped", "restarts", "metrics", "routing")
 
     def __init__(self, name, consumer, config, now):
         self.name = name
@@ -106,6 +106,7 @@ class ConsumerLoop:
         self.stopped = False
         self.restarts = 0
         self.metrics = None  # last broker metrics seen
+        self.routing = False  # a polled batch is being routed (pause waits for it)
 
 
 class Router(PoolObserver):
@@ -301,12 +302,15 @@ class Router(PoolObserver):
 
     async def pause_polling(self):
         """Stop polling every consumer (an instance on standby); deliveries in flight finish and
-        are answered as usual. `resume_polling()` starts again."""
+        are answered as usual. A batch being routed is routed first (cancelling it would strand
+        its messages until their visibility timeout); a waiting poll is cancelled.
+        `resume_polling()` starts again."""
         self.polling = False
         for loop in list(self.consumers.values()):
             task = loop.task
             if task is not None and not task.done():
-                task.cancel()
+                if not loop.routing:
+                    task.cancel()
                 try:
                     await task
                 except BaseException:  # CancelledError, or what the loop died of
@@ -365,7 +369,7 @@ class Router(PoolObserver):
         consumer = loop.consumer
         s = self.settings
         cheap = getattr(consumer, "wakes_on_publish", False)
-        while self.running and not loop.stopped:
+        while self.running and self.polling and not loop.stopped:
             loop.heartbeat = self.clock()
             if not self.has_room_for_a_batch():
                 await self._wait_for_room()
@@ -382,7 +386,11 @@ class Router(PoolObserver):
             loop.last_poll = loop.heartbeat = self.clock()
             self.metrics.consumer_polled(loop.name, len(messages))
             if messages:
-                await self.route_batch(consumer, messages)
+                loop.routing = True
+                try:
+                    await self.route_batch(consumer, messages)
+                finally:
+                    loop.routing = False
             if cheap:
                 continue
             if not messages:
@@ -587,7 +595,11 @@ class Router(PoolObserver):
     async def housekeeping(self, now=None):
         s = self.settings
         now = self.clock() if now is None else now
-        self.draining_pools = [p for p in self.draining_pools if not p.is_idle()]
+        for pool in [p for p in self.draining_pools if p.is_idle()]:
+            self.draining_pools.remove(pool)
+            if pool.mediator in self._pool_mediators and pool.mediator not in [p.mediator for p in self.pools.values()]:
+                self._pool_mediators.remove(pool.mediator)
+                await pool.mediator.close()  # its own client: nothing else uses it
         if self._due("pipeline", 60.0, now):
             for entry in self.pipeline.reap(now, s.pipeline_max_age):
                 _log.warn("reaped stale in-pipeline entry", messageId=entry.message_id, pool=entry.pool_code)
@@ -602,14 +614,16 @@ class Router(PoolObserver):
         if self._due("queue-metrics", 15.0, now):
             await self.queue_metrics()
 
-    def _stalled(self, loop, now):
+    def is_stalled(self, loop, now=None):
+        """A poll loop that should be polling and has not made progress for consumer_stall."""
+        now = self.clock() if now is None else now
         return self.polling and not loop.stopped and now - loop.heartbeat >= self.settings.consumer_stall
 
     async def _restart_stalled(self, now):
         if not self.polling:
             return  # paused on purpose
         for loop in list(self.consumers.values()):
-            if not self._stalled(loop, now) and not (loop.task is not None and loop.task.done()):
+            if not self.is_stalled(loop, now) and not (loop.task is not None and loop.task.done()):
                 continue
             loop.restarts += 1
             severity = "CRITICAL" if loop.restarts >= 10 else "WARN"
@@ -671,7 +685,7 @@ class Router(PoolObserver):
         for pool in self.pools.values():
             rate, samples = pool.metrics.recent_success(1800, wall)
             pools.append((pool.code, rate, samples))
-        consumers = [(loop.name, self._stalled(loop, now)) for loop in self.consumers.values()]
+        consumers = [(loop.name, self.is_stalled(loop, now)) for loop in self.consumers.values()]
         return health_report(pools, consumers, self.warnings.active(), self.settings.health)
 
     def is_idle(self):

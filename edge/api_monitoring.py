@@ -4,9 +4,6 @@ one spelling of HALF_OPEN, breakers that are really the router's, `PUT /monitori
 resizing the pool in place, `lastPollTimeMs` an epoch time. docs/edge-api.md lists every route.
 """
 
-import os
-import socket
-
 from flowcatalyst.core import jsoncodec
 from flowcatalyst.core.compat import wall_time
 from flowcatalyst.core.config import PoolConfig
@@ -187,7 +184,7 @@ def register(app, edge, history):
     async def consumer_health(req):
         now = wall_time()
         mono = router.clock()
-        instance = os.environ.get("FLOWCATALYST_INSTANCE_ID") or os.environ.get("HOSTNAME") or socket.gethostname()
+        instance = edge.instance_id
         consumers = {}
         for name, loop in list(router.consumers.items()):
             if loop.last_poll is None:
@@ -198,14 +195,14 @@ def register(app, edge, history):
                 last_ms = int((now - since) * 1000)
                 since_ms = int(since * 1000)
                 last = iso_utc_ms(now - since)
-            stalled = not loop.stopped and mono - loop.heartbeat >= router.settings.consumer_stall
+            stalled = router.is_stalled(loop, mono)
             running = not loop.stopped and loop.task is not None and not loop.task.done()
             consumers[name] = {
                 "mapKey": name,
                 "queueIdentifier": name,
                 "consumerQueueIdentifier": loop.consumer.identifier,
                 "instanceId": instance,
-                "isHealthy": bool(loop.consumer.is_healthy()) and not stalled and running,
+                "isHealthy": bool(loop.consumer.is_healthy()) and not stalled and (running or not router.polling),
                 "lastPollTimeMs": last_ms,
                 "lastPollTime": last,
                 "timeSinceLastPollMs": since_ms,
@@ -214,6 +211,10 @@ def register(app, edge, history):
                 "restarts": loop.restarts,
             }
         return json_response({"currentTimeMs": int(now * 1000), "currentTime": iso_utc_ms(now), "consumers": consumers})
+
+    @route(app, "/monitoring/standby-status")
+    async def standby_status(req):
+        return json_response(edge.standby_status())  # RouterApp: the primary; the server: its lock
 
     # -- circuit breakers -----------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ the start fails with the reason.
 """
 
 import asyncio
+import os
+import socket
 
 from flowcatalyst.core import jsoncodec
 from flowcatalyst.core.compat import wall_time
@@ -24,6 +26,11 @@ from flowcatalyst.core.router import Router, RouterSettings
 VERSION = "0.1.0"
 
 _log = logger("app")  # its lines name the application
+
+
+def instance_id():
+    """This instance's name where no setting gives one (as `/monitoring/consumer-health`)."""
+    return os.environ.get("FLOWCATALYST_INSTANCE_ID") or os.environ.get("HOSTNAME") or socket.gethostname()
 
 
 class StartupError(Exception):
@@ -111,6 +118,25 @@ class RouterApp:
 
     def saved_config(self):
         return None
+
+    @property
+    def instance_id(self):
+        """This instance's name: the setting where there is one (the server's FC_INSTANCE_ID),
+        else FLOWCATALYST_INSTANCE_ID, HOSTNAME or the host name."""
+        return getattr(self.settings, "instance_id", None) or instance_id()
+
+    def standby_status(self):
+        """`GET /monitoring/standby-status` (router spec §9.2). Without active/standby (the edge,
+        or a server router without FC_STANDBY_ENABLED) this instance is always the primary."""
+        return {
+            "standbyEnabled": False,
+            "instanceId": self.instance_id,
+            "role": "PRIMARY",
+            "redisAvailable": False,
+            "currentLockHolder": None,
+            "lastSuccessfulRefresh": None,
+            "hasWarning": False,
+        }
 
     async def save_config(self, config):
         pass

@@ -80,7 +80,8 @@ def run(settings):
         try:
             import uvloop
         except ImportError:
-            raise StartupError("FC_EVENT_LOOP=uvloop, but uvloop is not installed (pip install uvloop)") from None
+            raise StartupError("FC_EVENT_LOOP=uvloop, but uvloop is not installed (pip install 'flowcatalyst[uvloop]')") from None
+        log.logger("server").info("event loop: uvloop", version=uvloop.__version__)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(go())
     return asyncio.run(go())

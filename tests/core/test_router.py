@@ -500,3 +500,57 @@ def test_a_mediator_per_pool(target):
         assert not made["A"].transport._idle  # closed with the router
 
     run(go())
+
+
+class SlowDeferQueue(MemoryQueue):
+    """Defers take a while, so a batch is still being routed when polling is paused."""
+
+    async def defer(self, handle, delay=None):
+        await asyncio.sleep(0.2)
+        return await MemoryQueue.defer(self, handle, delay)
+
+
+def test_pause_lets_a_batch_being_routed_finish(target):
+    hold = Concurrency(1.0)
+    target.on("/hold", hold)
+
+    async def go():
+        q = SlowDeferQueue("main", wait_seconds=0.1)
+        router, config = router_with_queues({"main": q}, [PoolConfig("FULL", 1), PoolConfig("ROOMY", 5)], full_pool_defer=30)
+        for i in range(55):  # one delivering, 49 queued (capacity 50): the last batch of 5 has no room
+            q.put(pointer(target.url("/hold"), "f%d" % i, pool="FULL"))
+        await router.start(config)
+        await wait_until(lambda: router.consumers["main"].routing and q.counters["received"] == 55, timeout=5)
+        await router.pause_polling()
+        assert not router.consumers["main"].routing
+        assert q.counters["deferred"] == 5  # the batch was routed to the end: nothing stranded in flight
+        assert (await q.metrics())["delayed"] == 5
+        await router.stop(timeout=0.1)
+
+    run(go())
+
+
+def test_a_removed_pools_own_mediator_is_closed_when_it_has_drained(target):
+    from flowcatalyst.core import HttpClient, HttpMediator, Router, RouterSettings
+
+    made = {}
+
+    def per_pool(pool_config):
+        made[pool_config.code] = HttpMediator(HttpClient(), max_attempts=1)
+        return made[pool_config.code]
+
+    async def go():
+        q = MemoryQueue("main", wait_seconds=0.1)
+        router = Router(consumer_factory=lambda qc: q, mediator_factory=per_pool, settings=RouterSettings())
+        queues = [QueueConfig("memory://main", "main")]
+        await router.start(RouterConfig([PoolConfig("A", 1), PoolConfig("B", 1)], queues))
+        q.put(pointer(target.url("/ok"), "b", pool="B"))
+        await wait_until(lambda: len(q) == 0)
+        assert made["B"].transport._idle  # a kept-alive connection
+        await router.apply_config(RouterConfig([PoolConfig("A", 1)], queues))
+        await router.housekeeping()
+        assert not made["B"].transport._idle and made["B"] not in router._pool_mediators
+        assert made["A"] in router._pool_mediators
+        await router.stop()
+
+    run(go())
