@@ -72,12 +72,12 @@ SETTINGS = (
 FLAGS = ("--insecure",)  # boolean flags
 
 
-def entry(table, attribute, default=None):
-    """A copy of `table`'s entry for `attribute`, with another default (other editions reuse
-    the edge's entries)."""
+def entry(table, attribute, default=None, help=None):
+    """A copy of `table`'s entry for `attribute`, with another default or help text (other
+    editions reuse the edge's entries)."""
     for row in table:
         if row[0] == attribute:
-            return row[:3] + (default if default is not None else row[3],) + row[4:]
+            return row[:3] + (default if default is not None else row[3], row[4], help if help is not None else row[5])
     raise KeyError(attribute)
 
 

@@ -36,10 +36,9 @@ def default_instance_id():
     return "%s:%d" % (socket.gethostname(), os.getpid())
 
 
-COMMON = [
+COMMON = [entry(EDGE, "config_file", help="router config JSON (processingPools, queues); a router needs it or FLOWCATALYST_CONFIG_URL")] + [
     entry(EDGE, name)
     for name in (
-        "config_file",
         "host",
         "port",
         "config_urls",

@@ -191,3 +191,15 @@ def test_a_nats_queue_takes_its_visibility_timeout_as_ack_wait(tmp_path):
     q = app.make_consumer(QueueConfig("nats://127.0.0.1:4222?stream=S1&ack-wait-secs=7", "n", visibility_timeout=45), options)
     assert q.settings.ack_wait == 7  # the URI says so
     app.sqlite.close()
+
+
+def test_every_setting_is_in_help_and_in_the_docs():
+    from flowcatalyst.server.settings import ROUTER
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    docs = open(os.path.join(root, "docs", "server.md")).read()
+    text = RouterServerSettings.help_text("fc-server")
+    for _, flag, env, _, _, _ in ROUTER:
+        assert env in text and env in docs, env
+        if flag:
+            assert flag in text and flag in docs, flag
