@@ -50,8 +50,6 @@ COMMON = [entry(EDGE, "config_file", help="router config JSON (processingPools, 
         "api_token",
         "tls_cert",
         "tls_key",
-        "request_timeout",
-        "connect_timeout",
         "shutdown_timeout",
     )
 ]
@@ -59,6 +57,10 @@ COMMON = [entry(EDGE, "config_file", help="router config JSON (processingPools, 
 ROUTER = tuple(
     COMMON
     + [
+        # spec §4.3, production: a delivery may take 15 minutes (the platform's callback
+        # delivers the webhook itself within its own timeout), connecting 30 s
+        entry(EDGE, "request_timeout", default="900"),
+        entry(EDGE, "connect_timeout", default="30"),
         ("db_path", "--db", "FC_DB_PATH", None, _text, "SQLite database for queues given by a bare name (sqlite://PATH?queue=NAME needs none)"),
         entry(EDGE, "sqlite_sync"),
         ("http_client", None, "FC_HTTP_CLIENT", "core", _upper(("CORE", "HTTPX")), "core (the fast asyncio HTTP/1.1 client) or httpx (HTTP/2, proxies, custom TLS)"),
