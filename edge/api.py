@@ -58,21 +58,27 @@ def _unreadable_request(exc):
     _log.warn("unreadable HTTP request", error=repr(exc))
 
 
-def create_api(edge):
-    """The API of an EdgeApp, as a microdot app (the caller serves it). Also starts the queue
+def create_api(edge, auth=None):
+    """The API of a RouterApp, as a microdot app (the caller serves it). Also starts the queue
     counter and delivery histories when called inside a running event loop (EdgeApp.start
-    does)."""
+    does). `auth`: an object whose `check(req)` (plain or async) returns None or a refusal;
+    default: AUTH_MODE's (auth.py)."""
+    app = new_api(Auth(edge.settings) if auth is None else auth)
+    register_router_routes(app, edge)
+    return app
+
+
+def new_api(auth):
+    """A microdot app with the hooks every API of ours has: authentication before each route,
+    a log line after, JSON errors for what no route answers."""
     configure_microdot()
     app = Microdot()
     app.options_handler = None  # OPTIONS is answered like any other method: after auth, 405
-    auth = Auth(edge.settings)
-    history = QueueHistory()
-    deliveries = activity.DeliveryHistory()
 
     @app.before_request
     async def authenticate(req):
         req.g.started = monotonic()
-        return auth.check(req)
+        return await _checked(auth, req)
 
     @app.after_request
     async def log_request(req, res):
@@ -80,6 +86,21 @@ def create_api(edge):
         return res
 
     _error_handlers(app, auth)
+    return app
+
+
+async def _checked(auth, req):
+    result = auth.check(req)
+    if hasattr(result, "__await__"):
+        result = await result
+    return result
+
+
+def register_router_routes(app, edge):
+    """The router's routes (health, metrics, monitoring, publishing, dead letters, mock
+    targets, activity, dashboard) for `edge`, a RouterApp."""
+    history = QueueHistory()
+    deliveries = activity.DeliveryHistory()
     api_health.register(app, edge)
     api_monitoring.register(app, edge, history)
     api_warnings.register(app, edge)
@@ -118,14 +139,14 @@ def _error_handlers(app, auth):
 
     @app.errorhandler(404)
     async def not_found(req):
-        denied = auth.check(req)  # protected paths do not reveal what exists
+        denied = await _checked(auth, req)  # protected paths do not reveal what exists
         if denied is not None:
             return denied
         return error_response(404, "not_found", "no route %s %s" % (req.method, req.path))
 
     @app.errorhandler(405)
     async def wrong_method(req):
-        denied = auth.check(req)
+        denied = await _checked(auth, req)
         if denied is not None:
             return denied
         methods = allowed(req.path)

@@ -74,6 +74,25 @@ def config_from_data(data, check_queue=None):
     return config, options
 
 
+async def listen(api, settings):
+    """Serve a microdot `api` on settings.host:port, over TLS with settings.tls_cert/tls_key:
+    (asyncio server, its serving task, "http" or "https"); StartupError when it cannot."""
+    ssl_context = None
+    if settings.tls_cert:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        except (OSError, ssl.SSLError) as e:
+            raise StartupError("TLS certificate or key: %s" % e) from e
+    try:
+        server = await api.start_server(settings.host, settings.port, ssl=ssl_context, start_serving=False)
+    except OSError as e:
+        raise StartupError("cannot listen on %s:%s: %s" % (settings.host, settings.port, e)) from e
+    return server, asyncio.create_task(server.serve_forever()), "https" if ssl_context else "http"
+
+
 class RouterApp:
     name = "router"  # in the start and stop log lines
     version = VERSION
@@ -220,6 +239,11 @@ class RouterApp:
 
     async def start(self):
         """Start routing and serve the API; StartupError if something is in the way."""
+        await self.start_routing()
+        await self.serve_api()
+
+    async def start_routing(self):
+        """Take the configuration and start the router (without the API)."""
         try:
             config = self._initial_config()
         except ConfigError as e:
@@ -227,30 +251,19 @@ class RouterApp:
         await self.router.start(config)
         if config is None:
             await self._sync_from_platform()
-        await self.serve_api()
 
-    async def serve_api(self):
-        from .api import create_api
+    async def serve_api(self, api=None):
+        """Serve `api` (default: this router's own, edge/api.py) on the configured address."""
+        if api is None:
+            from .api import create_api
 
-        self.api = create_api(self)
+            api = create_api(self)
+        self.api = api
         s = self.settings
-        ssl_context = None
-        if s.tls_cert:
-            import ssl
-
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            try:
-                ssl_context.load_cert_chain(s.tls_cert, s.tls_key)
-            except (OSError, ssl.SSLError) as e:
-                raise StartupError("TLS certificate or key: %s" % e) from e
-        try:
-            self._server = await self.api.start_server(s.host, s.port, ssl=ssl_context, start_serving=False)
-        except OSError as e:
-            raise StartupError("cannot listen on %s:%s: %s" % (s.host, s.port, e)) from e
-        self._serving = asyncio.create_task(self._server.serve_forever())
+        self._server, self._serving, scheme = await listen(api, s)
         _log.info(
             "%s started" % self.name,
-            api="%s://%s:%s" % ("https" if ssl_context else "http", s.host, self.port),
+            api="%s://%s:%s" % (scheme, s.host, self.port),
             pools=[p.code for p in self.router.config.pools],
             queues=[q.name for q in self.router.config.queues],
             auth=s.auth_mode,

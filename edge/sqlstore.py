@@ -1,8 +1,8 @@
-"""One SQLite database file holding the edge's queues: the connection, the schema, the
-single-process lock, and group commit.
+"""SQLite with group commit (`SqliteDb`), and the database file holding the edge's queues
+(`SqliteStore`: the schema, the single-process lock, recovery at open).
 
-Theory of operation. Every queue operation is a function of the connection that runs inside
-the current write transaction (`await store.write(fn, *args)`). The first operation of an
+Theory of operation. Every write is a function of the connection that runs inside
+the current write transaction (`await db.write(fn, *args)`). The first operation of an
 event-loop turn opens the transaction and schedules its commit for the end of the turn; the
 operations of that turn share it, and each caller resumes only after the commit succeeded —
 so a publish or an ack that returned is on disk, at the cost of one commit (and, with
@@ -14,10 +14,11 @@ and deletes them with one statement. Each operation runs under a
 savepoint: one that raises is undone alone and its caller gets the error; a failed commit
 fails every caller of that transaction.
 
-Only one process may use a database file: a lock file (`<db>.lock`) is held while it is open.
-That is what makes start-up recovery safe: rows still marked in flight when the store opens
-belong to a process that died, so they are released at once instead of after their
-visibility timeout.
+Only one process may use a queue database file: a lock file (`<db>.lock`) is held while it is
+open. That is what makes start-up recovery safe: rows still marked in flight when the store
+opens belong to a process that died, so they are released at once instead of after their
+visibility timeout. (The platform's store, server/platform/store, shares `SqliteDb` without
+the lock: several server processes may use one platform database.)
 """
 
 import asyncio
@@ -117,7 +118,14 @@ def _lock(path):
     return handle
 
 
-class SqliteStore:
+class SqliteDb:
+    """A database file in WAL mode with group commit; `schema` (a script) runs at open, then
+    `_opened()`. `exclusive`: hold `<path>.lock` so no other process opens the file."""
+
+    schema = ""
+    exclusive = False
+    kind = "database"  # in error messages: "cannot open PATH as a <kind>"
+
     def __init__(self, path, synchronous="FULL"):
         synchronous = synchronous.upper()
         if synchronous not in SYNC_MODES:
@@ -126,26 +134,28 @@ class SqliteStore:
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise StoreError("directory %s for the database does not exist" % directory)
-        self._lock_file = _lock(path)
+        self._lock_file = _lock(path) if self.exclusive else None
         self.db = self.reader = None
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=" + synchronous)
             self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.executescript(SCHEMA)
-            self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
-            self._release_orphans()
-            # Monitoring reads use a connection of their own: they see what is committed and
-            # never wait for (or get in the way of) a commit.
+            if self.schema:
+                self.db.executescript(self.schema)
+            self._opened()
+            # Reads outside write operations use a connection of their own: they see what is
+            # committed and never wait for (or get in the way of) a commit.
             self.reader = sqlite3.connect(path, check_same_thread=False)
             self.reader.execute("PRAGMA query_only=1")
+            self.reader.execute("PRAGMA busy_timeout=5000")
         except sqlite3.DatabaseError as e:
             for con in (self.db, self.reader):
                 if con is not None:
                     con.close()
-            self._lock_file.close()
-            raise StoreError("cannot open %s as a queue database: %s" % (path, e)) from e
+            if self._lock_file is not None:
+                self._lock_file.close()
+            raise StoreError("cannot open %s as a %s: %s" % (path, self.kind, e)) from e
         # A commit that waits for the disk (FULL, EXTRA: an fsync, about a millisecond) runs on
         # a thread of its own, so the event loop goes on meanwhile (sqlite3 releases the GIL).
         self._commit_thread = None
@@ -159,22 +169,9 @@ class SqliteStore:
         self._ops = 0
         self.closed = False
 
-    def _release_orphans(self):
-        """Rows left in flight belong to a process that died (this one holds the lock now):
-        visible again at once, their receive counted, instead of after their visibility
-        timeout."""
-        counts = self.db.execute(
-            "SELECT queue_name, COUNT(*) FROM queue_messages WHERE receipt_handle IS NOT NULL GROUP BY queue_name"
-        ).fetchall()
-        if not counts:
-            return
-        self.db.execute(  # visible since it was created: no clock needed to say "now"
-            "UPDATE queue_messages SET receipt_handle = NULL, visible_at = created_at, "
-            "last_error = 'in flight when the previous process ended' WHERE receipt_handle IS NOT NULL"
-        )
-        self.db.execute("UPDATE queue_groups SET in_flight = 0")
-        for queue, count in counts:
-            _log.warn("released messages left in flight by the previous process", db=self.path, queue=queue, count=count)
+    def _opened(self):
+        """Runs once at open, after the schema, on the write connection."""
+
 
     async def write(self, fn, *args):
         """Run `fn(db, *args)` in the current transaction; return its result once committed."""
@@ -287,7 +284,36 @@ class SqliteStore:
         self.closed = True
         self.db.close()
         self.reader.close()
-        self._lock_file.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+
+class SqliteStore(SqliteDb):
+    """The edge's queue database: queue_messages, queue_groups, dedup and dead letters."""
+
+    schema = SCHEMA + "PRAGMA user_version=%d;" % SCHEMA_VERSION
+    exclusive = True
+    kind = "queue database"
+
+    def _opened(self):
+        self._release_orphans()
+
+    def _release_orphans(self):
+        """Rows left in flight belong to a process that died (this one holds the lock now):
+        visible again at once, their receive counted, instead of after their visibility
+        timeout."""
+        counts = self.db.execute(
+            "SELECT queue_name, COUNT(*) FROM queue_messages WHERE receipt_handle IS NOT NULL GROUP BY queue_name"
+        ).fetchall()
+        if not counts:
+            return
+        self.db.execute(  # visible since it was created: no clock needed to say "now"
+            "UPDATE queue_messages SET receipt_handle = NULL, visible_at = created_at, "
+            "last_error = 'in flight when the previous process ended' WHERE receipt_handle IS NOT NULL"
+        )
+        self.db.execute("UPDATE queue_groups SET in_flight = 0")
+        for queue, count in counts:
+            _log.warn("released messages left in flight by the previous process", db=self.path, queue=queue, count=count)
 
 
 class _Settle:

@@ -90,12 +90,13 @@ ALIASES = {
 }
 
 
-def with_aliases(environ):
-    """`environ` with each unset FC_ variable of ALIASES taken from its first alias that is set;
-    and which alias stood in for which variable (for error messages)."""
+def with_aliases(environ, aliases_table=None):
+    """`environ` with each unset FC_ variable of ALIASES (or `aliases_table`) taken from its
+    first alias that is set; and which alias stood in for which variable (for error
+    messages)."""
     merged = dict(environ)
     used = {}
-    for name, aliases in ALIASES.items():
+    for name, aliases in (ALIASES if aliases_table is None else aliases_table).items():
         if merged.get(name):
             continue
         for alias in aliases:

@@ -1,0 +1,7 @@
+"""(being written)"""
+
+SCHEMAS = {}
+
+
+def register(api, platform):
+    pass

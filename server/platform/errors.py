@@ -1,0 +1,37 @@
+"""Errors of the platform API (spec/platform.md §3.1): `{"error": "<CODE>", "message": ...}`
+with 400 VALIDATION_ERROR, 401 UNAUTHORIZED, 403 FORBIDDEN, 404 NOT_FOUND, 409 for a
+duplicate or a business rule (its own code, e.g. SUBSCRIPTION_CODE_EXISTS), 429, else 500."""
+
+
+class PlatformError(Exception):
+    def __init__(self, status, code, message, **extra):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def body(self):
+        out = {"error": self.code, "message": self.message}
+        out.update(self.extra)
+        return out
+
+
+def validation(message, **extra):
+    return PlatformError(400, "VALIDATION_ERROR", message, **extra)
+
+
+def not_found(what, ident):
+    return PlatformError(404, "NOT_FOUND", "%s %s not found" % (what, ident))
+
+
+def forbidden(message):
+    return PlatformError(403, "FORBIDDEN", message)
+
+
+def conflict(code, message):
+    return PlatformError(409, code, message)
+
+
+def unauthorized(message):
+    return PlatformError(401, "UNAUTHORIZED", message)
