@@ -146,8 +146,8 @@ class Settings:
         return cls(**values)
 
     @classmethod
-    def help_text(cls, program):
-        lines = ["usage: %s %s" % (program, cls.USAGE), "", cls.DESCRIPTION, "", "options and environment (a flag wins over its variable):"]
+    def help_text(cls, program, usage=None, description=None):
+        lines = ["usage: %s %s" % (program, usage or cls.USAGE), "", description or cls.DESCRIPTION, "", "options and environment (a flag wins over its variable):"]
         for _, flag, env, default, _, text in cls.TABLE:
             name = ("%s, %s" % (flag, env)) if flag else env
             lines.append("  %s" % name)

@@ -1,8 +1,12 @@
 """`fc-server` (also `python -m flowcatalyst.server`) and `fc-dev`.
 
-  fc-server router     the router on SQS, NATS JetStream or SQLite queues (ready)
-  fc-server platform   the platform API, scheduler and stream processor (not built yet)
-  fc-server outbox     the outbox processor (not built yet)
+(no command), dev   the developer monolith: everything in one process on 127.0.0.1:8080
+all                 platform API, stream processor, scheduler and router (FC_*_ENABLED)
+platform            the platform API only
+stream              the stream processor only (fan-out, read projections)
+scheduler           the dispatch scheduler only
+router              the standalone router on SQS, NATS JetStream or SQLite queues
+outbox              the outbox processor (not built yet)
 """
 
 import asyncio
@@ -13,38 +17,104 @@ from flowcatalyst.edge.routerapp import VERSION, StartupError
 from flowcatalyst.edge.settings import SettingsError
 from flowcatalyst.edge.sqlstore import StoreError
 
-USAGE = """usage: %(p)s COMMAND [options]
+USAGE = """usage: %(p)s [COMMAND] [options]
 
 FlowCatalyst server edition.
 
 commands:
-  router     consume message pointers from SQS, NATS JetStream or SQLite queues and deliver them
-             (%(p)s router --help)
-  platform   the platform API, scheduler and stream processor (not built yet)
+  dev        (the default) the developer monolith: platform API, stream processor,
+             scheduler, router, dashboard, on embedded SQLite, on 127.0.0.1:8080
+  all        platform API, stream processor, scheduler and router in one process
+             (each switched by FC_PLATFORM_ENABLED, FC_STREAM_ENABLED,
+             FC_SCHEDULER_ENABLED, FC_ROUTER_ENABLED)
+  platform   the platform API only (/api/*)
+  stream     the stream processor only: fan-out of events to subscriptions, read models
+  scheduler  the dispatch scheduler only: PENDING jobs to the dispatch queue
+  router     consume message pointers from SQS, NATS JetStream or SQLite queues and
+             deliver them (configured by a platform or a file)
   outbox     the outbox processor (not built yet)
 
+  %(p)s COMMAND --help lists the command's settings.
   --version, -h/--help
 """
 
-NOT_BUILT = ("platform", "outbox", "all", "dev")
+# subcommand -> the parts it runs (None: as FC_*_ENABLED say, all on by default)
+PARTS = {
+    "dev": None,
+    "all": None,
+    "platform": {
+        "platform_enabled": True,
+        "router_enabled": False,
+        "stream_enabled": False,
+        "scheduler_enabled": False,
+    },
+    "stream": {
+        "platform_enabled": False,
+        "router_enabled": False,
+        "stream_enabled": True,
+        "scheduler_enabled": False,
+    },
+    "scheduler": {
+        "platform_enabled": False,
+        "router_enabled": False,
+        "stream_enabled": False,
+        "scheduler_enabled": True,
+    },
+}
+NOT_BUILT = ("outbox",)
 
 
 def main(argv=None, program="fc-server"):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         sys.stdout.write(USAGE % {"p": program})
-        return 0 if argv else 2
-    if argv[0] == "--version":
+        return 0
+    if argv and argv[0] == "--version":
         sys.stdout.write("%s %s\n" % (program, VERSION))
         return 0
+    if not argv or argv[0].startswith("-"):
+        return platform_main("dev", argv, program)  # no command: the developer monolith
     command, args = argv[0], argv[1:]
     if command == "router":
         return router_main(args, program)
+    if command in PARTS:
+        return platform_main(command, args, program)
     if command in NOT_BUILT:
         sys.stderr.write("%s %s: not built yet (its issue has not landed)\n" % (program, command))
         return 2
     sys.stderr.write("%s: unknown command %r\n\n%s" % (program, command, USAGE % {"p": program}))
     return 2
+
+
+def dev_main(argv=None):
+    return platform_main("dev", sys.argv[1:] if argv is None else argv, "fc-dev")
+
+
+def platform_main(command, args, program):
+    from .platform import devmode
+    from .platform.settings import PlatformSettings
+
+    if "-h" in args or "--help" in args:
+        sys.stdout.write(PlatformSettings.help_text(program, command))
+        return 0
+    if "--version" in args:
+        sys.stdout.write("%s %s\n" % (program, VERSION))
+        return 0
+    try:
+        if command == "dev":
+            settings = devmode.settings(args)
+        else:
+            settings = PlatformSettings.parse(args, overrides=PARTS[command]).validate()
+        log.configure(settings.log_level, settings.log_format)
+    except (SettingsError, ValueError, OSError) as e:
+        sys.stderr.write("%s %s: %s\n" % (program, command, e))
+        return 2
+    from .platform.app import PlatformServer
+
+    server = PlatformServer(settings)
+    if command == "dev":
+        server.on_started = devmode.print_banner
+    return _run(program, command, server, settings.event_loop)
 
 
 def router_main(args, program):
@@ -59,37 +129,35 @@ def router_main(args, program):
     except (SettingsError, ValueError) as e:
         sys.stderr.write("%s router: %s\n" % (program, e))
         return 2
+    from .app import RouterServerApp
+
+    return _run(program, "router", RouterServerApp(settings), settings.event_loop)
+
+
+def _run(program, command, app, event_loop):
+    """Serve `app` until SIGTERM/SIGINT on asyncio or uvloop; the exit status."""
+    from flowcatalyst.edge.cli import serve
+
+    async def go():
+        return await serve(app)
+
     try:
-        return run(settings)
+        if event_loop == "UVLOOP":
+            try:
+                import uvloop
+            except ImportError:
+                raise StartupError(
+                    "FC_EVENT_LOOP=uvloop, but uvloop is not installed (pip install 'flowcatalyst[uvloop]')"
+                ) from None
+            log.logger("server").info("event loop: uvloop", version=uvloop.__version__)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(go())
+        return asyncio.run(go())
     except (StartupError, StoreError) as e:
-        sys.stderr.write("%s router: %s\n" % (program, e))
+        sys.stderr.write("%s %s: %s\n" % (program, command, e))
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def run(settings):
-    from flowcatalyst.edge.cli import serve
-
-    from .app import RouterServerApp
-
-    async def go():
-        return await serve(RouterServerApp(settings))
-
-    if settings.event_loop == "UVLOOP":
-        try:
-            import uvloop
-        except ImportError:
-            raise StartupError("FC_EVENT_LOOP=uvloop, but uvloop is not installed (pip install 'flowcatalyst[uvloop]')") from None
-        log.logger("server").info("event loop: uvloop", version=uvloop.__version__)
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(go())
-    return asyncio.run(go())
-
-
-def dev_main(argv=None):
-    sys.stderr.write("fc-dev: not built yet (the developer monolith has not landed)\n")
-    return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ scheduler, then the API. Stop runs it backwards: the API stops taking requests, 
 stop, the router lets its deliveries finish (FC_SHUTDOWN_TIMEOUT), the store closes.
 """
 
+import os
+
 from microdot import Response
 
 from flowcatalyst.core.config import ConfigError
@@ -31,6 +33,7 @@ from . import (
     api_jobs,
     api_pools,
     api_subscriptions,
+    devreceiver,
     openapi,
 )
 from .auth import PlatformAuth
@@ -174,9 +177,13 @@ class PlatformServer:
         self.auth = PlatformAuth(settings)
         self._server = None
         self._serving = None
+        self.on_started = None  # called with the server once it serves (dev mode's banner)
 
     async def start(self):
         s = self.settings
+        if s.database_url.startswith("sqlite://") or s.dispatch_queue.startswith("sqlite://"):
+            # the embedded store and queue live there by default
+            os.makedirs(s.data_dir, exist_ok=True)
         try:
             self.store = await open_store(s.database_url, s.sqlite_sync, s.database_pool_size)
         except StoreError as e:
@@ -216,6 +223,8 @@ class PlatformServer:
             scheduler=s.scheduler_enabled,
             auth=s.auth,
         )
+        if self.on_started is not None:
+            self.on_started(self)
 
     def build_api(self):
         api = new_api(self.auth)
@@ -227,6 +236,8 @@ class PlatformServer:
         if self.settings.platform_enabled:
             for module in API_MODULES:
                 module.register(api, self.platform)
+        if getattr(self.settings, "dev_mode", False):
+            devreceiver.register(api, self.platform)
         return api
 
     @property

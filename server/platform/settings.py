@@ -323,13 +323,30 @@ ALIASES = {
 }
 
 
+COMMANDS = {
+    "dev": (
+        "FlowCatalyst developer monolith: the platform API, stream processor, scheduler, router and\n"
+        "dashboard in one process on 127.0.0.1:8080, on embedded SQLite in FC_DATA_DIR, with no\n"
+        "authentication (loopback only) and an app key made on first start. Nothing to configure."
+    ),
+    "all": (
+        "FlowCatalyst platform: the API (events, subscriptions, dispatch jobs), the stream processor,\n"
+        "the dispatch scheduler and the router in one process; each part can be switched off."
+    ),
+    "platform": "FlowCatalyst platform API only (/api/*); stream processor, scheduler and router run elsewhere.",
+    "stream": "FlowCatalyst stream processor only: fans events out to subscriptions and keeps the read models.",
+    "scheduler": "FlowCatalyst dispatch scheduler only: moves due PENDING jobs to the dispatch queue.",
+}
+
+
 class PlatformSettings(Settings):
     TABLE = PLATFORM
-    USAGE = "all [--host HOST] [--port PORT] [--database-url URL] [--data-dir DIR]"
-    DESCRIPTION = (
-        "FlowCatalyst platform: the API (events, subscriptions, dispatch jobs), the stream\n"
-        "processor, the dispatch scheduler and the router, in one process or split by subcommand."
-    )
+    USAGE = "all [--host HOST] [--port PORT] [--database-url URL] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]"
+    DESCRIPTION = COMMANDS["all"]
+
+    @classmethod
+    def help_text(cls, program, command="all"):
+        return Settings.help_text.__func__(cls, program, usage=cls.USAGE.replace("all", command, 1), description=COMMANDS[command])
 
     @classmethod
     def parse(cls, argv, environ=None, overrides=None):
