@@ -70,9 +70,12 @@ class Platform:
         self.metrics = metrics
         self.signals = Signals()
         self.dispatch_auth = DispatchAuth(settings.app_key) if settings.app_key else None
-        # the dispatch callback's client for subscriber webhooks (each request gets the job's timeout)
+        # the dispatch callback's client for subscriber webhooks (each request gets the job's
+        # timeout); a redirect is the subscriber's misconfiguration, not followed (spec §3.9)
         self.delivery = HttpClient(
-            connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout
+            connect_timeout=settings.connect_timeout,
+            request_timeout=settings.request_timeout,
+            max_redirects=0,
         )
         self.port = settings.port
         self.loops = []  # every background loop, for health

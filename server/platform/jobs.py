@@ -7,6 +7,7 @@ skipping any whose idempotency key exists already, and returns the ids it insert
 """
 
 from . import clock, ids, jobstate
+from .store import marks
 
 COLUMNS = (
     "id", "external_id", "source", "kind", "code", "subject", "event_id", "correlation_id", "metadata",
@@ -73,3 +74,20 @@ async def insert_jobs(tx, jobs):
     )
     inserted = {row["id"] for row in returned}
     return [job["id"] for job in jobs if job["id"] in inserted]
+
+
+async def move(tx, ids, event, **sets):
+    """Apply `event` (jobstate.TRANSITIONS) to the jobs `ids` that are in a status it applies
+    to, setting the columns `sets` too; the number of jobs moved. One conditional UPDATE:
+    of two processes racing for a job, only one moves it."""
+    from_statuses = jobstate.sources(event)
+    to_status = {jobstate.TRANSITIONS[(s, event)] for s in from_statuses}.pop()
+    now = clock.now()
+    sets = dict(sets, status=to_status, updated_at=now, projected_at=None)
+    assignments = ",".join("%s = ?" % column for column in sets)
+    sql = "UPDATE msg_dispatch_jobs SET %s WHERE status IN (%s) AND id IN (%s)" % (
+        assignments,
+        marks(len(from_statuses)),
+        marks(len(ids)),
+    )
+    return await tx.execute(sql, list(sets.values()) + list(from_statuses) + list(ids))
