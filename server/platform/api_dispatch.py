@@ -62,7 +62,7 @@ def message_id(req):
 async def _start(tx, job_id, now):
     """QUEUED -> PROCESSING; the job and its subscription's signing settings, or None when
     this callback does not get to deliver it (with the job's status, for the answer)."""
-    if not await jobs.move(tx, [job_id], "START", last_attempt_at=now):
+    if not await jobs.move(tx, [job_id], "START", {"last_attempt_at": now}):
         row = await tx.fetchone("SELECT status FROM msg_dispatch_jobs WHERE id = ?", (job_id,))
         return None, row["status"] if row else None
     job = await tx.fetchone("SELECT * FROM msg_dispatch_jobs WHERE id = ?", (job_id,))
@@ -99,7 +99,7 @@ async def _finish(tx, job, attempt_number, result, started_at, duration_ms, retr
             sets["scheduled_for"] = clock.after(jobstate.backoff(attempt_number, retry_schedule))
         else:
             sets["completed_at"] = now
-    await jobs.move(tx, [job["id"]], result.event, **sets)
+    await jobs.move(tx, [job["id"]], result.event, sets)
 
 
 async def deliver(platform, job, subscription, attempt_number):

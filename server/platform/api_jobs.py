@@ -12,6 +12,7 @@ from flowcatalyst.core import jsoncodec
 
 from . import jobs, jobstate
 from .api_events import batch_results, list_filters, list_page
+from .domain import http_url
 from .errors import PlatformError, not_found, validation
 from .routes import Reply, platform_route, query_list, read_body
 from .store import marks
@@ -97,9 +98,7 @@ def attempt_json(row):
 
 def parse_job(principal, data, where=""):
     item = Fields(data, where)
-    target = item.string("targetUrl", "target_url", required=True, max_length=500)
-    if not target.startswith(("http://", "https://")):
-        item.fail("targetUrl", "must be an http:// or https:// URL")
+    target = http_url(item, "targetUrl", "target_url", required=True)
     present, payload = item.raw("payload")
     if present and payload is not None and not isinstance(payload, str):
         payload = jsoncodec.dumps(payload)
@@ -192,7 +191,7 @@ async def _move_selected(tx, event, condition, params, sets):
             list(params) + list(jobstate.sources(event)),
         )
     ]
-    return await jobs.move(tx, ids, event, **sets) if ids else 0
+    return await jobs.move(tx, ids, event, sets) if ids else 0
 
 
 OPERATIONS = {
@@ -376,7 +375,7 @@ def register(api, platform):
             row = await load(principal, id)
             if row["status"] not in jobstate.sources(event):
                 raise jobstate_conflict(row["status"], verb)
-            return await moved(await store.write(jobs.move, [id], event, **sets))
+            return await moved(await store.write(jobs.move, [id], event, sets))
 
         @platform_route(
             api, "POST", "/api/dispatch-jobs/" + verb, summary="%s dispatch jobs by ids or filter" % verb.title(),

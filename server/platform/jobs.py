@@ -76,14 +76,14 @@ async def insert_jobs(tx, jobs):
     return [job["id"] for job in jobs if job["id"] in inserted]
 
 
-async def move(tx, ids, event, **sets):
+async def move(tx, ids, event, sets=None):
     """Apply `event` (jobstate.TRANSITIONS) to the jobs `ids` that are in a status it applies
-    to, setting the columns `sets` too; the number of jobs moved. One conditional UPDATE:
+    to, setting the columns in `sets` (a dict) too; the number of jobs moved. One conditional UPDATE:
     of two processes racing for a job, only one moves it."""
     from_statuses = jobstate.sources(event)
     to_status = {jobstate.TRANSITIONS[(s, event)] for s in from_statuses}.pop()
     now = clock.now()
-    sets = dict(sets, status=to_status, updated_at=now, projected_at=None)
+    sets = dict(sets or {}, status=to_status, updated_at=now, projected_at=None)
     assignments = ",".join("%s = ?" % column for column in sets)
     sql = "UPDATE msg_dispatch_jobs SET %s WHERE status IN (%s) AND id IN (%s)" % (
         assignments,

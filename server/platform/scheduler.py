@@ -107,7 +107,7 @@ class Scheduler:
         now = clock.now()
         rows = await tx.fetchall(CLAIM, (now, self.batch_size))
         if rows:
-            await jobs.move(tx, [r["id"] for r in rows], "CLAIM", queued_at=now)
+            await jobs.move(tx, [r["id"] for r in rows], "CLAIM", {"queued_at": now})
         return rows, now
 
     def pointer(self, job):
@@ -169,7 +169,9 @@ async def _recover(tx, stale_before, stuck_margin):
         or clock.age_seconds(r["last_attempt_at"], now_epoch) > r["timeout_seconds"] + stuck_margin
     ]
     if stale:
-        await jobs.move(tx, stale, "STALE", last_error="no dispatch callback came after queuing")
+        await jobs.move(
+            tx, stale, "STALE", {"last_error": "no dispatch callback came after queuing"}
+        )
     if stuck:
-        await jobs.move(tx, stuck, "STUCK", last_error="the dispatch callback did not finish")
+        await jobs.move(tx, stuck, "STUCK", {"last_error": "the dispatch callback did not finish"})
     return len(stale), len(stuck)

@@ -346,7 +346,9 @@ class PlatformSettings(Settings):
 
     @classmethod
     def help_text(cls, program, command="all"):
-        return Settings.help_text.__func__(cls, program, usage=cls.USAGE.replace("all", command, 1), description=COMMANDS[command])
+        return Settings.help_text.__func__(
+            cls, program, usage=cls.USAGE.replace("all", command, 1), description=COMMANDS[command]
+        )
 
     @classmethod
     def parse(cls, argv, environ=None, overrides=None):
