@@ -88,6 +88,7 @@ class Platform:
     async def pools_changed(self):
         """A dispatch pool was created, changed or removed: the router here applies it now (a
         standalone router picks it up at its next config fetch)."""
+        self.signals.wake("scheduler")  # a resumed pool's held jobs may go now
         if self._on_pools_changed is not None:
             await self._on_pools_changed()
 

@@ -5,7 +5,8 @@ message pointer for each to the dispatch queue, where the router picks it up and
 Theory of operation. One poll = one transaction that claims and flips, then the publish:
 
 1. Claim up to `batch` jobs that are PENDING and due (`scheduled_for` passed), whose
-   connection is not PAUSED, and that are the head of their line. A job's line is its
+   connection is not PAUSED, whose dispatch pool is not SUSPENDED, and that are the head of
+   their line. A job's line is its
    `group_key` (subscription + message group, ordered modes only; IMMEDIATE jobs have none
    and are always free). A job is *not* the head while its line has
      - a job in flight (QUEUED or PROCESSING): one job per group at a time;
@@ -46,6 +47,7 @@ CLAIM = (
     "SELECT j.id, j.mode, j.message_group, j.group_key, p.code AS pool_code, p.client_id AS pool_client "
     "FROM msg_dispatch_jobs j LEFT JOIN msg_dispatch_pools p ON p.id = j.dispatch_pool_id "
     "WHERE j.status = 'PENDING' AND (j.scheduled_for IS NULL OR j.scheduled_for <= ?) "
+    "AND (p.status IS NULL OR p.status <> 'SUSPENDED') "
     "AND (j.connection_id IS NULL OR j.connection_id NOT IN "
     "     (SELECT id FROM msg_connections WHERE status = 'PAUSED')) "
     "AND (j.group_key IS NULL OR NOT EXISTS ("

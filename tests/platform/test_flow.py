@@ -398,3 +398,32 @@ def test_two_stream_processors_make_each_job_exactly_once(tmp_path, postgres_url
         )
         workers = [r.app.stream.fan_out.jobs_created for r in (a, b)]
         assert sum(workers) == 3000, workers  # whoever did the work, nothing twice
+
+
+def test_jobs_run_in_their_dispatch_pool_and_a_suspended_pool_holds_them(
+    tmp_path, database_url, target
+):
+    with PlatformRunner(tmp_path, database_url, **FAST) as platform:
+        pool = httpx.post(
+            platform.url("/api/dispatch-pools"),
+            json={"code": "bulk", "name": "Bulk", "concurrency": 2},
+        )
+        assert pool.status_code == 201, pool.text
+        pool_id = pool.json()["id"]
+        sub = subscribe(platform, target.url("/ok"), dispatchPoolId=pool_id)
+        publish(platform, {"data": {}})
+        wait_status(platform, sub["id"], ["COMPLETED"])
+        stats = httpx.get(platform.url("/monitoring/pool-stats")).json()
+        assert stats["bulk"]["totalSucceeded"] == 1  # the pointer named the pool by its code
+
+        assert (
+            httpx.post(platform.url("/api/dispatch-pools/%s/suspend" % pool_id)).status_code == 200
+        )
+        publish(platform, {"data": {}})
+        wait_status(platform, sub["id"], ["COMPLETED", "PENDING"])
+        time.sleep(0.5)
+        assert len(target.received("/ok")) == 1
+        assert (
+            httpx.post(platform.url("/api/dispatch-pools/%s/activate" % pool_id)).status_code == 200
+        )
+        wait_status(platform, sub["id"], ["COMPLETED", "COMPLETED"])
