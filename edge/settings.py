@@ -3,6 +3,7 @@ variable, its default and its help, so `--help`, the environment and the docs ca
 apart. A flag wins over the environment, the environment over the default. SETTINGS is the
 edge's table; the server's router reuses most of its entries (`entry`)."""
 
+import ipaddress
 import os
 
 AUTH_MODES = ("NONE", "BASIC", "TOKEN")
@@ -153,7 +154,7 @@ class Settings:
             lines.append("  %s" % name)
             lines.append("      %s%s" % (text, " (default: %s)" % default if default is not None else ""))
         lines.append("  --insecure")
-        lines.append("      allow AUTH_MODE=NONE on a non-loopback address")
+        lines.append("      allow no authentication (AUTH_MODE=NONE / FC_AUTH=none) on a non-loopback address")
         lines.append("  --version, -h/--help")
         return "\n".join(lines) + "\n"
 
@@ -169,7 +170,10 @@ class EdgeSettings(Settings):
 
 
 def is_loopback(host):
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"  # a name: only this one is loopback by definition
 
 
 def _parse(parse_value, raw, where):

@@ -17,6 +17,7 @@ Refusals are 401 `{"error": "UNAUTHORIZED", "message": ...}` with `WWW-Authentic
 """
 
 import asyncio
+import hashlib
 import hmac
 
 from flowcatalyst.core.log import logger
@@ -119,7 +120,8 @@ class PlatformAuth:
     def _service_token(self, token):
         found = None
         for known, name in self.service_tokens.items():  # every entry compared: no early exit
-            if hmac.compare_digest(known.encode(), token.encode("utf-8", "replace")):
+            # digests compared, so the time taken says nothing of the token's length
+            if hmac.compare_digest(_digest(known), _digest(token)):
                 found = name
         return found
 
@@ -133,11 +135,19 @@ class PlatformAuth:
         if self._jwks is not None:
             try:
                 key = (await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)).key
-            except jwt.PyJWKClientConnectionError as e:
-                _log.error("JWKS not reachable", error=str(e))
+            except (jwt.PyJWKClientConnectionError, ValueError) as e:
+                # unreachable, or not a JWKS (an HTML error page from a proxy, say)
+                _log.error("JWKS not usable", error=str(e))
                 raise PlatformError(
                     503, "AUTH_UNAVAILABLE", "the keys to check the token with cannot be fetched"
                 ) from None
+            except jwt.PyJWKClientError as e:
+                if "Unable to find a signing key" not in str(e):
+                    _log.error("JWKS not usable", error=str(e))
+                    raise PlatformError(
+                        503, "AUTH_UNAVAILABLE", "the keys to check the token with cannot be read"
+                    ) from None
+                raise unauthorized("no key for this token: %s" % e) from None
             except jwt.PyJWTError as e:
                 raise unauthorized("no key for this token: %s" % e) from None
             algorithms = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
@@ -175,6 +185,10 @@ class PlatformAuth:
             raise unauthorized("the token lacks the %s claim" % e.claim) from None
         except jwt.PyJWTError as e:
             raise unauthorized("invalid token: %s" % e) from None
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode("utf-8", "replace")).digest()
 
 
 def _strings(value):

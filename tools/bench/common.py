@@ -1,12 +1,16 @@
 """What the benchmarks share: the sink process, wrk for its ceiling, CPU and memory readings,
 and report formatting."""
 
+import asyncio
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -78,6 +82,65 @@ class Sink:
         m = re.search(r"REQUESTS (\d+)", out or "")
         self.requests = int(m.group(1)) if m else None
         self.proc = None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Service:
+    """A FlowCatalyst process under test: `cmd` run from the repository with `env`, its stderr
+    in `log_path`; `wait_ready` polls its /health, `stop` reports its peak RSS and CPU."""
+
+    def __init__(self, name, cmd, env, log_path, port, cwd):
+        self.name = name
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, stderr=self.log, cwd=str(cwd), env=env)
+        self.url = "http://127.0.0.1:%d" % port
+
+    async def wait_ready(self, client, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("bench: the %s exited with %s; see %s" % (self.name, self.proc.returncode, self.log_path))
+            try:
+                if (await client.send("GET", self.url + "/health", {}, b"", 2)).status == 200:
+                    return
+            except Exception:  # not listening yet
+                pass
+            await asyncio.sleep(0.1)
+        raise SystemExit("bench: the %s did not answer /health within %d s" % (self.name, timeout))
+
+    def stop(self):
+        rss = peak_rss_kb(self.proc.pid)
+        cpu = cpu_of(self.proc.pid)
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        return rss, cpu
+
+
+async def sink_stats(client, sink, reset=False):
+    response = await client.send("GET", "http://127.0.0.1:%d/__stats%s" % (sink.port, "?reset=1" if reset else ""), {}, b"", 10)
+    return json.loads(response.body)
+
+
+async def wait_delivered(client, sink, count, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = await sink_stats(client, sink)
+        if stats["requests"] >= count:
+            return stats
+        await asyncio.sleep(0.05)
+    return await sink_stats(client, sink)
 
 
 # -- wrk ----------------------------------------------------------------------------------------

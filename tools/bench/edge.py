@@ -27,14 +27,24 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import Sink, cpu_of, fmt_int, fmt_mb, fmt_ms, loadavg, peak_rss_kb, run_wrk, table
+from common import (
+    Service,
+    Sink,
+    fmt_int,
+    fmt_mb,
+    fmt_ms,
+    free_port,
+    loadavg,
+    run_wrk,
+    sink_stats,
+    table,
+    wait_delivered,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -47,51 +57,17 @@ TARGET_RSS_MB = 60
 POOL = "BENCH"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Edge:
-    """A `python -m flowcatalyst.edge` process on a fresh database."""
+class Edge(Service):
+    """`python -m flowcatalyst.edge` with a fresh database and one pool."""
 
     def __init__(self, workdir, concurrency, sync):
         self.dir = Path(tempfile.mkdtemp(dir=workdir))
-        self.port = free_port()
+        port = free_port()
         config = {"processingPools": [{"code": POOL, "concurrency": concurrency}], "queues": [{"queueName": "main"}]}
         (self.dir / "config.json").write_text(json.dumps(config))
         env = dict(os.environ, FC_LOG_LEVEL="WARN", FC_SQLITE_SYNC=sync)
-        cmd = [sys.executable, "-m", "flowcatalyst.edge", "--config", str(self.dir / "config.json"), "--db", str(self.dir / "edge.db"), "--port", str(self.port)]
-        self.log = open(self.dir / "edge.log", "w")
-        self.proc = subprocess.Popen(cmd, stderr=self.log, cwd=str(ROOT), env=env)
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    async def wait_ready(self, client, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit("bench: the edge exited with %s; see %s" % (self.proc.returncode, self.dir / "edge.log"))
-            try:
-                if (await client.send("GET", self.url + "/health", {}, b"", 2)).status == 200:
-                    return
-            except Exception:  # not listening yet
-                pass
-            await asyncio.sleep(0.1)
-        raise SystemExit("bench: the edge did not answer /health within %d s" % timeout)
-
-    def stop(self):
-        rss = peak_rss_kb(self.proc.pid)
-        cpu = cpu_of(self.proc.pid)
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        return rss, cpu
+        cmd = [sys.executable, "-m", "flowcatalyst.edge", "--config", str(self.dir / "config.json"), "--db", str(self.dir / "edge.db"), "--port", str(port)]
+        Service.__init__(self, "edge", cmd, env, self.dir / "edge.log", port, ROOT)
 
 
 def pointer(n, sink_url, mode, groups, tag):
@@ -113,21 +89,6 @@ async def publish(client, edge, messages):
     response = await client.send("POST", edge.url + "/api/messages", {"Content-Type": "application/json"}, body, 60)
     if response.status != 200:
         raise SystemExit("bench: publish answered %d: %s" % (response.status, response.body[:300]))
-
-
-async def sink_stats(client, sink, reset=False):
-    response = await client.send("GET", "http://127.0.0.1:%d/__stats%s" % (sink.port, "?reset=1" if reset else ""), {}, b"", 10)
-    return json.loads(response.body)
-
-
-async def wait_delivered(client, sink, count, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = await sink_stats(client, sink)
-        if stats["requests"] >= count:
-            return stats
-        await asyncio.sleep(0.05)
-    return await sink_stats(client, sink)
 
 
 async def throughput(client, edge, sink, args, mode):

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,19 +27,11 @@ import time
 import uuid
 from pathlib import Path
 
-from common import Sink, cpu_of, fmt_int, fmt_mb, loadavg, peak_rss_kb, run_wrk, table
+from common import Sink, cpu_of, fmt_int, fmt_mb, free_port, loadavg, peak_rss_kb, run_wrk, table
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 POOL = "BENCH"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def pointer(n, sink_url, tag):
