@@ -88,6 +88,7 @@ class Settings:
     TABLE = ()
     USAGE = ""
     DESCRIPTION = ""
+    INSECURE_FLAG = True  # the command serves an API that --insecure may open up
 
     def __init__(self, **values):
         for attribute, _, _, default, parse_value, _ in self.TABLE:
@@ -153,8 +154,9 @@ class Settings:
             name = ("%s, %s" % (flag, env)) if flag else env
             lines.append("  %s" % name)
             lines.append("      %s%s" % (text, " (default: %s)" % default if default is not None else ""))
-        lines.append("  --insecure")
-        lines.append("      allow no authentication (AUTH_MODE=NONE / FC_AUTH=none) on a non-loopback address")
+        if cls.INSECURE_FLAG:
+            lines.append("  --insecure")
+            lines.append("      allow no authentication (AUTH_MODE=NONE / FC_AUTH=none) on a non-loopback address")
         lines.append("  --version, -h/--help")
         return "\n".join(lines) + "\n"
 

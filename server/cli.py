@@ -6,7 +6,7 @@ platform            the platform API only
 stream              the stream processor only (fan-out, read projections)
 scheduler           the dispatch scheduler only
 router              the standalone router on SQS, NATS JetStream or SQLite queues
-outbox              the outbox processor (not built yet)
+outbox              the outbox processor beside an application (outbox schema: its table's SQL)
 """
 
 import asyncio
@@ -32,7 +32,8 @@ commands:
   scheduler  the dispatch scheduler only: PENDING jobs to the dispatch queue
   router     consume message pointers from SQS, NATS JetStream or SQLite queues and
              deliver them (configured by a platform or a file)
-  outbox     the outbox processor (not built yet)
+  outbox     the outbox processor: forwards an application's outbox rows to the
+             platform (`outbox schema --db sqlite|postgres|mysql` prints the table)
 
   %(p)s COMMAND --help lists the command's settings.
   --version, -h/--help
@@ -61,7 +62,6 @@ PARTS = {
         "scheduler_enabled": True,
     },
 }
-NOT_BUILT = ("outbox",)
 
 
 def main(argv=None, program="fc-server"):
@@ -79,9 +79,8 @@ def main(argv=None, program="fc-server"):
         return router_main(args, program)
     if command in PARTS:
         return platform_main(command, args, program)
-    if command in NOT_BUILT:
-        sys.stderr.write("%s %s: not built yet (its issue has not landed)\n" % (program, command))
-        return 2
+    if command == "outbox":
+        return outbox_main(args, program)
     sys.stderr.write("%s: unknown command %r\n\n%s" % (program, command, USAGE % {"p": program}))
     return 2
 
@@ -115,6 +114,27 @@ def platform_main(command, args, program):
     if command == "dev":
         server.on_started = devmode.print_banner
     return _run(program, command, server, settings.event_loop)
+
+
+def outbox_main(args, program):
+    from .outbox.settings import OutboxSettings
+
+    if args and args[0] == "schema":
+        from .outbox.schemacli import schema_main
+
+        return schema_main(args[1:])
+    if "-h" in args or "--help" in args:
+        sys.stdout.write(OutboxSettings.help_text(program))
+        return 0
+    try:
+        settings = OutboxSettings.parse(args).validate()
+        log.configure(settings.log_level, settings.log_format)
+    except (SettingsError, ValueError) as e:
+        sys.stderr.write("%s outbox: %s\n" % (program, e))
+        return 2
+    from .outbox.app import OutboxServer
+
+    return _run(program, "outbox", OutboxServer(settings), "ASYNCIO")
 
 
 def router_main(args, program):
