@@ -178,6 +178,7 @@ class PlatformServer:
         self.stream = None
         self.scheduler = None
         self.api = None
+        self.outbox = None
         self.auth = PlatformAuth(settings)
         self._server = None
         self._serving = None
@@ -227,6 +228,8 @@ class PlatformServer:
             scheduler=s.scheduler_enabled,
             auth=s.auth,
         )
+        if s.outbox_enabled:
+            self.outbox = await start_outbox(self.platform.metrics, self.port)
         if self.on_started is not None:
             self.on_started(self)
 
@@ -253,6 +256,8 @@ class PlatformServer:
             await self.router_app.reload()
 
     async def stop(self):
+        if self.outbox is not None:
+            await self.outbox.stop()
         if self._server is not None:
             self._server.close()
         if self._serving is not None:
@@ -269,6 +274,24 @@ class PlatformServer:
         if self.store is not None:
             await self.store.close()
         _log.info("platform stopped")
+
+
+async def start_outbox(metrics, port):
+    """The outbox processor of FC_OUTBOX_ENABLED, on its FC_OUTBOX_* settings; its platform
+    is this server unless FC_API_BASE_URL says otherwise."""
+    from ..outbox.processor import OutboxProcessor
+    from ..outbox.settings import OutboxSettings
+
+    environ = dict(os.environ)
+    environ.setdefault("FC_API_BASE_URL", "http://127.0.0.1:%d" % port)
+    try:
+        settings = OutboxSettings.parse([], environ).validate()
+    except ValueError as e:  # SettingsError is one
+        raise StartupError("FC_OUTBOX_ENABLED: %s" % e) from e
+    try:
+        return await OutboxProcessor(settings, metrics).start()
+    except Exception as e:
+        raise StartupError("FC_OUTBOX_ENABLED: cannot open the outbox table: %s" % e) from e
 
 
 def register_health(api, server):

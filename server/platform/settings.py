@@ -121,6 +121,14 @@ PLATFORM = (
         "run the dispatch scheduler (also DISPATCH_SCHEDULER_ENABLED)",
     ),
     (
+        "outbox_enabled",
+        None,
+        "FC_OUTBOX_ENABLED",
+        "false",
+        _bool,
+        "also run an outbox processor here, configured by its FC_OUTBOX_* settings (fc-server outbox --help); its platform defaults to this server (also OUTBOX_PROCESSOR_ENABLED)",
+    ),
+    (
         "auth",
         None,
         "FC_AUTH",
@@ -318,6 +326,7 @@ ALIASES = {
     "FC_DATABASE_URL": ("DATABASE_URL",),
     "FC_ROUTER_ENABLED": ("MESSAGE_ROUTER_ENABLED",),
     "FC_STREAM_ENABLED": ("FC_STREAM_PROCESSOR_ENABLED", "STREAM_PROCESSOR_ENABLED"),
+    "FC_OUTBOX_ENABLED": ("OUTBOX_PROCESSOR_ENABLED",),
     "FC_SCHEDULER_ENABLED": ("DISPATCH_SCHEDULER_ENABLED",),
     "FC_PLATFORM_ENABLED": ("PLATFORM_ENABLED",),
 }

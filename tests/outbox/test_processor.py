@@ -246,3 +246,28 @@ def test_only_committed_rows_are_forwarded(tmp_path, outbox_db, platform):
         app.commit()
         eventually(lambda: not table_rows(outbox_db), what="the committed row")
     assert events_by_group(platform) == {"tx": [1]}
+
+
+def test_embedded_in_the_platform_server(tmp_path, monkeypatch):
+    """FC_OUTBOX_ENABLED: the platform server runs the processor too, sending to itself."""
+    db_url = "sqlite://%s" % (tmp_path / "app.db")
+    monkeypatch.setenv("FC_OUTBOX_DB_URL", db_url)
+    monkeypatch.setenv("FC_OUTBOX_POLL_INTERVAL_MS", "20")
+    monkeypatch.delenv("FC_API_BASE_URL", raising=False)
+
+    class Db:
+        url = db_url
+        dialect = "sqlite"
+
+        @staticmethod
+        def connect():
+            from flowcatalyst.server.outbox import dbapi
+
+            return dbapi.connect(db_url)
+
+    write(Db, [("g", 0), ("g", 1)])
+    with PlatformRunner(
+        tmp_path, None, router_enabled=False, scheduler_enabled=False, outbox_enabled=True
+    ) as platform:
+        eventually(lambda: not table_rows(Db), what="the rows forwarded by the embedded processor")
+        assert events_by_group(platform) == {"g": [0, 1]}
