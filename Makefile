@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test bench bench-core bench-edge bench-server bench-platform wrk lint micropython-lib clean
+.PHONY: dev test bench bench-core bench-edge bench-server bench-platform bench-outbox wrk lint micropython-lib clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
@@ -21,8 +21,9 @@ test: $(STAMP)
 
 # Benchmarks use wrk for their sink's ceiling: installed here when root with apt, else they
 # report the ceiling as unavailable and say how to install it. Options: BENCH_ARGS (core),
-# EDGE_BENCH_ARGS (edge), SERVER_BENCH_ARGS (server), PLATFORM_BENCH_ARGS (platform); see docs/benchmarks.md.
-bench: bench-core bench-edge bench-server bench-platform
+# EDGE_BENCH_ARGS (edge), SERVER_BENCH_ARGS (server), PLATFORM_BENCH_ARGS (platform),
+# OUTBOX_BENCH_ARGS (outbox); see docs/benchmarks.md.
+bench: bench-core bench-edge bench-server bench-platform bench-outbox
 
 bench-core: $(STAMP) wrk
 	$(PY) tools/bench/core.py $(BENCH_ARGS)
@@ -35,6 +36,9 @@ bench-server: $(STAMP) wrk
 
 bench-platform: $(STAMP)
 	$(PY) tools/bench/platform_bench.py $(PLATFORM_BENCH_ARGS)
+
+bench-outbox: $(STAMP)
+	$(PY) tools/bench/outbox.py $(OUTBOX_BENCH_ARGS)
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
