@@ -15,9 +15,8 @@ scheduler holds the PENDING jobs of its subscriptions; resuming wakes the schedu
 move at once. A connection that subscriptions use cannot be deleted (409 CONNECTION_IN_USE).
 """
 
-from . import audit, clock, ids
-from .api_pools import camel_keys, list_rows, set_columns
-from .errors import conflict, not_found
+from . import ids
+from .domain import Aggregate, list_rows
 from .routes import Reply, platform_route, read_body
 from .validate import Fields
 
@@ -130,67 +129,11 @@ def _service_account(fields, creating, principal):
     return value
 
 
-async def load_connection(db, principal, id):
-    """The connection row (`db`: the store or a transaction); 404, or 403 for another
-    tenant's."""
-    row = await db.fetchone("SELECT * FROM msg_connections WHERE id = ?", (id,))
-    if row is None:
-        raise not_found("connection", id)
-    principal.require_client(row["client_id"])
-    return row
-
-
-# -- units of work ------------------------------------------------------------------------------
-
-
-async def create_connection(tx, principal, code, client_id, settings):
-    taken = await tx.fetchone(
-        "SELECT id FROM msg_connections WHERE code = ? AND COALESCE(client_id, '') = ?",
-        (code, client_id or ""),
-    )
-    if taken is not None:
-        raise conflict(
-            "CONNECTION_CODE_EXISTS",
-            "connection %s already exists for %s (%s)"
-            % (code, client_id or "anchor level", taken["id"]),
-        )
-    id = ids.typed(ids.CONNECTION)
-    now = clock.now()
-    row = dict(settings, id=id, code=code, client_id=client_id, created_at=now, updated_at=now)
-    await tx.insert("msg_connections", tuple(row), [tuple(row.values())])
-    details = camel_keys(dict(settings, code=code, client_id=client_id))
-    await audit.record(tx, principal, ENTITY, id, "CreateConnectionCommand", details, client_id)
-    return id
-
-
-async def update_connection(tx, principal, id, changes, operation):
-    row = await load_connection(tx, principal, id)
-    await set_columns(tx, "msg_connections", id, changes)
-    await audit.record(tx, principal, ENTITY, id, operation, camel_keys(changes), row["client_id"])
-    return await load_connection(tx, principal, id)
+CONNECTIONS = Aggregate("msg_connections", "connection", ids.CONNECTION, ENTITY, "connection_id")
 
 
 async def delete_connection(tx, principal, id):
-    row = await load_connection(tx, principal, id)
-    used = await tx.fetchone(
-        "SELECT COUNT(*) AS n FROM msg_subscriptions WHERE connection_id = ?", (id,)
-    )
-    if used["n"]:
-        raise conflict(
-            "CONNECTION_IN_USE",
-            "connection %s is used by %d subscription(s): point them elsewhere first"
-            % (id, used["n"]),
-        )
-    await tx.execute("DELETE FROM msg_connections WHERE id = ?", (id,))
-    await audit.record(
-        tx,
-        principal,
-        ENTITY,
-        id,
-        "DeleteConnectionCommand",
-        {"code": row["code"]},
-        row["client_id"],
-    )
+    await CONNECTIONS.delete(tx, principal, id, "point them elsewhere first")
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -200,7 +143,7 @@ def register(api, platform):
     store = platform.store
 
     async def change(principal, id, changes, operation):
-        row = await store.write(update_connection, principal, id, changes, operation)
+        row = await store.write(CONNECTIONS.update, principal, id, changes, operation)
         if changes.get("status") == ACTIVE:
             platform.signals.wake("scheduler")  # the jobs it held go now, not at the next poll
         return row
@@ -220,7 +163,7 @@ def register(api, platform):
         code = fields.string("code", required=True, max_length=100, pattern=CODE)
         settings = read_settings(fields, True, principal)
         client_id = principal.default_client(fields.string("clientId", max_length=17))
-        id = await store.write(create_connection, principal, code, client_id, settings)
+        id = await store.write(CONNECTIONS.create, principal, code, client_id, settings)
         return Reply(201, {"id": id}, {"Location": "/api/connections/" + id})
 
     @platform_route(
@@ -258,7 +201,7 @@ def register(api, platform):
         responses={200: "Connection", 403: "Error", 404: "Error"},
     )
     async def get_connection(req, principal, id):
-        return connection_json(await load_connection(store, principal, id))
+        return connection_json(await CONNECTIONS.load(store, principal, id))
 
     @platform_route(
         api,

@@ -18,12 +18,11 @@ is activated again. A pool that subscriptions use cannot be deleted (409
 DISPATCH_POOL_IN_USE): they would be left pointing at nothing.
 """
 
-import re
-
-from . import audit, clock, ids
-from .errors import conflict, not_found, validation
+from . import ids
+from .domain import Aggregate, list_rows
+from .errors import conflict
 from .routerconfig import router_pool_code
-from .routes import Reply, platform_route, query_list, query_str, read_body
+from .routes import Reply, platform_route, read_body
 from .validate import Fields
 
 ACTIVE = "ACTIVE"
@@ -139,118 +138,24 @@ def read_settings(fields, creating):
     return out
 
 
-async def load_pool(db, principal, id):
-    """The pool row (`db`: the store or a transaction); 404, or 403 for another tenant's."""
-    row = await db.fetchone("SELECT * FROM msg_dispatch_pools WHERE id = ?", (id,))
-    if row is None:
-        raise not_found("dispatch pool", id)
-    principal.require_client(row["client_id"])
-    return row
-
-
-# -- units of work ------------------------------------------------------------------------------
-
-
-async def create_pool(tx, principal, code, client_id, settings):
-    taken = await tx.fetchone(
-        "SELECT id FROM msg_dispatch_pools WHERE code = ? AND COALESCE(client_id, '') = ?",
-        (code, client_id or ""),
-    )
-    if taken is not None:
-        raise conflict(
-            "DISPATCH_POOL_CODE_EXISTS",
-            "dispatch pool %s already exists for %s (%s)"
-            % (code, client_id or "anchor level", taken["id"]),
-        )
-    id = ids.typed(ids.DISPATCH_POOL)
-    now = clock.now()
-    row = dict(settings, id=id, code=code, client_id=client_id, created_at=now, updated_at=now)
-    await tx.insert("msg_dispatch_pools", tuple(row), [tuple(row.values())])
-    details = camel_keys(dict(settings, code=code, client_id=client_id))
-    await audit.record(tx, principal, ENTITY, id, "CreateDispatchPoolCommand", details, client_id)
-    return id
+POOLS = Aggregate(
+    "msg_dispatch_pools", "dispatch pool", ids.DISPATCH_POOL, ENTITY, "dispatch_pool_id"
+)
 
 
 async def update_pool(tx, principal, id, changes, operation):
-    row = await load_pool(tx, principal, id)
+    row = await POOLS.load(tx, principal, id)
     stays_archived = changes.get("status", row["status"]) == ARCHIVED
     if row["status"] == ARCHIVED and stays_archived and set(changes) - {"status"}:
         raise conflict(
             "DISPATCH_POOL_ARCHIVED",
             "dispatch pool %s is archived: activate it before changing it" % id,
         )
-    await set_columns(tx, "msg_dispatch_pools", id, changes)
-    await audit.record(tx, principal, ENTITY, id, operation, camel_keys(changes), row["client_id"])
-    return await load_pool(tx, principal, id)
+    return await POOLS.update(tx, principal, id, changes, operation, row)
 
 
 async def delete_pool(tx, principal, id):
-    row = await load_pool(tx, principal, id)
-    used = await tx.fetchone(
-        "SELECT COUNT(*) AS n FROM msg_subscriptions WHERE dispatch_pool_id = ?", (id,)
-    )
-    if used["n"]:
-        raise conflict(
-            "DISPATCH_POOL_IN_USE",
-            "dispatch pool %s is used by %d subscription(s): move them to another pool first, "
-            "or archive the pool" % (id, used["n"]),
-        )
-    await tx.execute("DELETE FROM msg_dispatch_pools WHERE id = ?", (id,))
-    await audit.record(
-        tx,
-        principal,
-        ENTITY,
-        id,
-        "DeleteDispatchPoolCommand",
-        {"code": row["code"]},
-        row["client_id"],
-    )
-
-
-# -- shared with api_connections.py ---------------------------------------------------------------
-
-
-async def set_columns(tx, table, id, changes):
-    """UPDATE `changes` (column -> value; names from our code, never from a request) and
-    updated_at of row `id`."""
-    columns = dict(changes, updated_at=clock.now())
-    await tx.execute(
-        "UPDATE %s SET %s WHERE id = ?" % (table, ", ".join(c + " = ?" for c in columns)),
-        (*columns.values(), id),
-    )
-
-
-async def list_rows(store, req, principal, table, statuses, *exact):
-    """The rows of an aggregate `table` the caller may see, by code, filtered by the query's
-    `clientId`, `status` (comma-separated, one of `statuses`) and the (query name, column)
-    pairs `exact`."""
-    sql = "SELECT * FROM %s WHERE 1 = 1" % table
-    params = []
-    client_id = query_str(req, "clientId")
-    if client_id is not None:
-        principal.require_client(client_id)
-    for name, column in (("clientId", "client_id"),) + exact:
-        value = query_str(req, name)
-        if value is not None:
-            sql += " AND %s = ?" % column
-            params.append(value)
-    wanted = [s.upper() for s in query_list(req, "status", "statuses")]
-    for status in wanted:
-        if status not in statuses:
-            raise validation(
-                "query parameter status: %r is not one of %s" % (status, ", ".join(statuses)),
-                field="status",
-            )
-    if wanted:
-        sql += " AND status IN (%s)" % ",".join("?" * len(wanted))
-        params.extend(wanted)
-    scope, scope_params = principal.client_clause()
-    return await store.fetchall(sql + scope + " ORDER BY code, id", (*params, *scope_params))
-
-
-def camel_keys(columns):
-    """Column changes as the API names them (rate_limit -> rateLimit), for the audit trail."""
-    return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): v for k, v in columns.items()}
+    await POOLS.delete(tx, principal, id, "move them to another pool first, or archive the pool")
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -274,7 +179,7 @@ def register(api, platform):
         code = fields.string("code", required=True, max_length=100, pattern=CODE)
         settings = read_settings(fields, creating=True)
         client_id = principal.default_client(fields.string("clientId", max_length=17))
-        id = await store.write(create_pool, principal, code, client_id, settings)
+        id = await store.write(POOLS.create, principal, code, client_id, settings)
         await platform.pools_changed()
         return Reply(201, {"id": id}, {"Location": "/api/dispatch-pools/" + id})
 
@@ -305,7 +210,7 @@ def register(api, platform):
         responses={200: "DispatchPool", 403: "Error", 404: "Error"},
     )
     async def get_pool(req, principal, id):
-        return pool_json(await load_pool(store, principal, id))
+        return pool_json(await POOLS.load(store, principal, id))
 
     @platform_route(
         api,

@@ -23,19 +23,8 @@ from flowcatalyst.edge.routerapp import VERSION, StartupError, config_from_data,
 from ..app import RouterServerApp
 from ..queues import NATS, SQS, queue_kind
 from ..settings import RouterServerSettings
-from . import (
-    api_audit,
-    api_config,
-    api_connections,
-    api_dispatch,
-    api_events,
-    api_eventtypes,
-    api_jobs,
-    api_pools,
-    api_subscriptions,
-    devreceiver,
-    openapi,
-)
+from . import devreceiver, openapi
+from .apimodules import API_MODULES
 from .auth import PlatformAuth
 from .dispatchauth import DispatchAuth
 from .loops import Signals
@@ -44,19 +33,6 @@ from .routes import json_reply
 from .scheduler import Scheduler
 from .store import StoreError, open_store
 from .stream import StreamProcessor
-
-API_MODULES = (
-    api_eventtypes,
-    api_subscriptions,
-    api_pools,
-    api_connections,
-    api_events,
-    api_jobs,
-    api_audit,
-    api_config,
-    api_dispatch,
-    openapi,
-)
 
 _log = logger("platform")
 
@@ -241,7 +217,7 @@ class PlatformServer:
         else:
             register_health(api, self)
         if self.settings.platform_enabled:
-            for module in API_MODULES:
+            for module in API_MODULES + (openapi,):
                 module.register(api, self.platform)
         if getattr(self.settings, "dev_mode", False):
             devreceiver.register(api, self.platform)

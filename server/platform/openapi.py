@@ -17,18 +17,8 @@ from http import HTTPStatus
 
 from flowcatalyst.edge.routerapp import VERSION
 
-from . import (
-    api_audit,
-    api_config,
-    api_connections,
-    api_dispatch,
-    api_events,
-    api_eventtypes,
-    api_jobs,
-    api_pools,
-    api_subscriptions,
-    devreceiver,
-)
+from . import devreceiver
+from .apimodules import API_MODULES
 from .routes import BEARER, DISPATCH, PUBLIC, platform_route
 
 PATH = "/api/openapi.json"
@@ -47,18 +37,7 @@ SCHEMAS = {
     "OpenApiDocument": {"type": "object", "description": "an OpenAPI 3.1 document"},
 }
 
-SCHEMA_MODULES = (
-    api_audit,
-    api_config,
-    api_connections,
-    api_dispatch,
-    api_events,
-    api_eventtypes,
-    api_jobs,
-    api_pools,
-    api_subscriptions,
-    devreceiver,
-)
+SCHEMA_MODULES = API_MODULES + (devreceiver,)
 
 SECURITY_SCHEMES = {
     "bearerAuth": {
