@@ -107,6 +107,11 @@ def create_table_sql(dialect, table=DEFAULT_TABLE):
         index, on = schema + dot + "idx_" + name, name
     else:  # elsewhere an index lives in its table's schema
         index, on = "idx_" + name, table
+    # the SDKs' own name for the default table's client index, so a table one of them made
+    # does not get a second, redundant one
+    client_index = index + "_client_pending"
+    if name == DEFAULT_TABLE:
+        client_index = index.replace("idx_" + name, "idx_outbox") + "_client_pending"
     partial = dialect != MYSQL  # MySQL / MariaDB have no partial indexes
     where_pending = " WHERE status = 0" if partial else ""
     where_stuck = " WHERE status = 9" if partial else ""
@@ -116,8 +121,8 @@ def create_table_sql(dialect, table=DEFAULT_TABLE):
         "CREATE INDEX%s %s_pending ON %s (status, message_group, created_at)%s"
         % (exists, index, on, where_pending),
         "CREATE INDEX%s %s_stuck ON %s (status, created_at)%s" % (exists, index, on, where_stuck),
-        "CREATE INDEX%s %s_client_pending ON %s (client_id, status, created_at)"
-        % (exists, index, on),
+        "CREATE INDEX%s %s ON %s (client_id, status, created_at)"
+        % (exists, client_index, on),
     ]
 
 

@@ -26,7 +26,7 @@ from flowcatalyst.server.outbox.schemacli import schema_main
 from tests.support.platform import PlatformRunner
 
 TYPE = "shop:orders:order:shipped"
-INDEXES = {"idx_outbox_messages_pending", "idx_outbox_messages_stuck", "idx_outbox_messages_client_pending"}  # fmt: skip
+INDEXES = {"idx_outbox_messages_pending", "idx_outbox_messages_stuck", "idx_outbox_client_pending"}  # the spec's names
 INDEX_QUERIES = {
     "sqlite": "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
     "postgres": "SELECT indexname FROM pg_indexes WHERE tablename = ?",
