@@ -21,16 +21,7 @@ from flowcatalyst.core import jsoncodec
 
 from . import audit, clock, ids
 from .errors import PlatformError, not_found, validation
-from .routes import (
-    Reply,
-    decode_cursor,
-    encode_cursor,
-    next_page_headers,
-    platform_route,
-    query_int,
-    query_str,
-    read_body,
-)
+from .routes import list_page, platform_route, query_str, read_body
 from .validate import Fields
 
 MAX_BATCH = 100
@@ -170,8 +161,8 @@ async def insert_logs(tx, rows):
 
 
 def read_filters(req):
-    """(SQL conditions, params) of the list's query filters."""
-    sql = ""
+    """([SQL conditions], params) of the list's query filters."""
+    where = []
     params = []
     for name, column in (
         ("entityType", "entity_type"),
@@ -183,17 +174,17 @@ def read_filters(req):
     ):
         value = query_str(req, name)
         if value is not None:
-            sql += " AND %s = ?" % column
+            where.append("%s = ?" % column)
             params.append(value)
-    for name, condition in (("from", " AND performed_at >= ?"), ("to", " AND performed_at < ?")):
+    for name, condition in (("from", "performed_at >= ?"), ("to", "performed_at < ?")):
         value = query_str(req, name)
         if value is not None:
             try:
                 params.append(clock.parse(value))
             except ValueError as e:
                 raise validation("query parameter %s: %s" % (name, e), field=name) from None
-            sql += condition
-    return sql, params
+            where.append(condition)
+    return where, params
 
 
 def register(api, platform):
@@ -249,24 +240,11 @@ def register(api, platform):
         ),
     )
     async def list_logs(req, principal):
-        size = query_int(req, "size", 50, 1, 1000, clamp=True)
-        sql, params = read_filters(req)
-        cursor = query_str(req, "cursor")
-        if cursor is not None:
-            performed_at, id = decode_cursor(cursor, 2)
-            sql += " AND (performed_at < ? OR (performed_at = ? AND id < ?))"
-            params += [performed_at, performed_at, id]
+        where, params = read_filters(req)
         scope, scope_params = principal.client_clause()
-        rows = await store.fetchall(
-            "SELECT * FROM aud_logs WHERE 1 = 1%s%s ORDER BY performed_at DESC, id DESC LIMIT ?"
-            % (sql, scope),
-            (*params, *scope_params, size + 1),
+        return await list_page(
+            req, store, "aud_logs", "performed_at", where, params, scope, scope_params, audit_json
         )
-        page = rows[:size]
-        after = (
-            encode_cursor(page[-1]["performed_at"], page[-1]["id"]) if len(rows) > size else None
-        )
-        return Reply(200, [audit_json(r) for r in page], next_page_headers(req, after))
 
     @platform_route(
         api,

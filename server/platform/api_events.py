@@ -16,18 +16,7 @@ from flowcatalyst.core import jsoncodec
 from . import clock, ids
 from .errors import PlatformError, not_found
 from .matching import code_problem
-from .routes import (
-    Reply,
-    decode_cursor,
-    encode_cursor,
-    next_page_headers,
-    platform_route,
-    query_int,
-    query_list,
-    query_str,
-    read_body,
-)
-from .store import marks
+from .routes import Reply, list_filters, list_page, platform_route, query_str, read_body
 from .validate import Fields
 
 MAX_BATCH = 1000
@@ -211,51 +200,6 @@ def event_read_json(row):
         "clientId": row["client_id"],
         "projectedAt": row["projected_at"],
     }
-
-
-def list_filters(req, principal, filters):
-    """(SQL conditions, params) of the list filters given as (query name, column) pairs, CSV
-    lists matched with IN, plus the principal's client scope (`clientIds` narrows it)."""
-    where, params = [], []
-    for name, column in filters:
-        values = query_list(req, name)
-        if values:
-            where.append("%s IN (%s)" % (column, marks(len(values))))
-            params.extend(values)
-    clients = query_list(req, "clientIds", "clientId")
-    if clients:
-        for client in clients:
-            principal.require_client(client)
-        where.append("client_id IN (%s)" % marks(len(clients)))
-        params.extend(clients)
-    scope, scope_params = principal.client_clause()
-    return where, params, scope, scope_params
-
-
-async def list_page(req, store, table, sort_column, where, params, scope, scope_params, to_json):
-    """One page, newest first, of `table` (a bare array, spec §3.1), with the cursor of the
-    next page in `X-Next-Cursor` / `Link` when there is one."""
-    size = query_int(req, "size", 50, 1, 1000, clamp=True)
-    cursor = query_str(req, "cursor")
-    where = list(where)
-    params = list(params)
-    if cursor:
-        after_sort, after_id = decode_cursor(cursor, 2)
-        where.append("(%s < ? OR (%s = ? AND id < ?))" % (sort_column, sort_column))
-        params.extend([after_sort, after_sort, after_id])
-    sql = "SELECT * FROM %s WHERE %s%s ORDER BY %s DESC, id DESC LIMIT ?" % (
-        table,
-        " AND ".join(where) if where else "1 = 1",
-        scope,
-        sort_column,
-    )
-    rows = await store.fetchall(sql, params + scope_params + [size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
-    headers = next_page_headers(
-        req, encode_cursor(rows[-1][sort_column], rows[-1]["id"]) if more else None
-    )
-    return Reply(200, [to_json(r) for r in rows], headers)
 
 
 def register(api, platform):

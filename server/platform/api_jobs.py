@@ -11,10 +11,10 @@ job and is acknowledged). Both take one id or a filter and answer how many jobs 
 from flowcatalyst.core import jsoncodec
 
 from . import jobs, jobstate
-from .api_events import batch_results, list_filters, list_page
+from .api_events import batch_results
 from .domain import http_url
 from .errors import PlatformError, not_found, validation
-from .routes import Reply, platform_route, query_list, read_body
+from .routes import Reply, list_filters, list_page, platform_route, query_list, read_body
 from .store import marks
 from .validate import Fields
 

@@ -15,6 +15,9 @@ before any route runs) and the path parameters, percent-decoded. It returns a di
 error envelope of spec §3.1; IntegrityError becomes 409 CONFLICT, StoreError 503
 STORE_UNAVAILABLE, anything else a logged 500 INTERNAL_ERROR.
 
+List routes share `list_filters` (query filters and the caller's client scope as SQL) and
+`list_page` (a newest-first page with an opaque cursor to the next).
+
 Route modules are `register(api, platform)` functions; `platform` (app.py) has `store`,
 `settings`, `metrics` (the MetricsRegistry), `signals` (wake the stream processor or the
 scheduler: `platform.signals.wake("stream")`) and `await platform.pools_changed()`.
@@ -25,7 +28,7 @@ import base64
 import json
 import re
 import traceback
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from microdot import Response
 
@@ -33,7 +36,7 @@ from flowcatalyst.core import jsoncodec
 from flowcatalyst.core.log import logger
 
 from .errors import PlatformError, unauthorized, validation
-from .store import IntegrityError, StoreError
+from .store import IntegrityError, StoreError, marks
 
 BEARER = "bearer"  # a JWT or service token (the server's auth)
 PUBLIC = "public"  # no credentials
@@ -244,6 +247,49 @@ def next_page_headers(req, cursor):
         return {}
     args = [(k, v) for k in req.args for v in req.args.getlist(k) if k != "cursor"]
     args.append(("cursor", cursor))
-    from urllib.parse import urlencode
-
     return {"X-Next-Cursor": cursor, "Link": '<%s?%s>; rel="next"' % (req.path, urlencode(args))}
+
+
+def list_filters(req, principal, filters):
+    """(SQL conditions, params) of the list filters given as (query name, column) pairs, CSV
+    lists matched with IN, plus the principal's client scope (`clientIds` narrows it)."""
+    where, params = [], []
+    for name, column in filters:
+        values = query_list(req, name)
+        if values:
+            where.append("%s IN (%s)" % (column, marks(len(values))))
+            params.extend(values)
+    clients = query_list(req, "clientIds", "clientId")
+    if clients:
+        for client in clients:
+            principal.require_client(client)
+        where.append("client_id IN (%s)" % marks(len(clients)))
+        params.extend(clients)
+    scope, scope_params = principal.client_clause()
+    return where, params, scope, scope_params
+
+
+async def list_page(req, store, table, sort_column, where, params, scope, scope_params, to_json):
+    """One page, newest first, of `table` (a bare array, spec §3.1), with the cursor of the
+    next page in `X-Next-Cursor` / `Link` when there is one."""
+    size = query_int(req, "size", 50, 1, 1000, clamp=True)
+    cursor = query_str(req, "cursor")
+    where = list(where)
+    params = list(params)
+    if cursor:
+        after_sort, after_id = decode_cursor(cursor, 2)
+        where.append("(%s < ? OR (%s = ? AND id < ?))" % (sort_column, sort_column))
+        params.extend([after_sort, after_sort, after_id])
+    sql = "SELECT * FROM %s WHERE %s%s ORDER BY %s DESC, id DESC LIMIT ?" % (
+        table,
+        " AND ".join(where) if where else "1 = 1",
+        scope,
+        sort_column,
+    )
+    rows = await store.fetchall(sql, params + scope_params + [size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    headers = next_page_headers(
+        req, encode_cursor(rows[-1][sort_column], rows[-1]["id"]) if more else None
+    )
+    return Reply(200, [to_json(r) for r in rows], headers)
