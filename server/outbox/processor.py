@@ -171,7 +171,7 @@ class OutboxProcessor:
         self.in_flight += len(rows)
         self.buffered += len(rows)
         grouped, ungrouped = split(rows, self.settings.api_batch_size)
-        work = [self._send_ungrouped(table, batch) for batch in ungrouped]
+        work = [self._send_guarded(table, batch) for batch in ungrouped]
         if grouped:
             work.append(self._send_rounds(table, grouped))
         for coroutine in work:
@@ -198,9 +198,6 @@ class OutboxProcessor:
             await asyncio.sleep(s.recovery_interval)
 
     # -- sending --------------------------------------------------------------------------------
-
-    async def _send_ungrouped(self, table, batch):
-        await self._send_guarded(table, batch)
 
     async def _send_rounds(self, table, groups):
         """Send grouped rows round by round: every group's next row, until each group is done

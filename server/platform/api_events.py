@@ -17,7 +17,7 @@ from . import clock, ids
 from .errors import PlatformError, not_found
 from .matching import code_problem
 from .routes import Reply, list_filters, list_page, platform_route, query_str, read_body
-from .validate import Fields
+from .validate import Fields, batch_results
 
 MAX_BATCH = 1000
 CREATE = ("platform:messaging:batch:events-write", "platform:application-service:event:create")
@@ -226,8 +226,9 @@ def register(api, platform):
         event = parse_event(principal, read_body(req))
         ((event_id, duplicate),) = await store.write(insert_events, [event])
         published(0 if duplicate else 1)
-        row = await store.fetchone("SELECT * FROM msg_events WHERE id = ?", (event_id,))
-        body = {"event": event_json(row), "dispatchJobCount": 0, "isDuplicate": duplicate}
+        if duplicate:  # the answer is the first event, as stored
+            event = await store.fetchone("SELECT * FROM msg_events WHERE id = ?", (event_id,))
+        body = {"event": event_json(event), "dispatchJobCount": 0, "isDuplicate": duplicate}
         return Reply(200 if duplicate else 201, body)
 
     @platform_route(
@@ -324,31 +325,3 @@ def register(api, platform):
             raise not_found("event", id)
         principal.require_client(row["client_id"])
         return event_json(row)
-
-
-class ItemError:
-    """A batch item that was refused, and why."""
-
-    def __init__(self, error):
-        self.error = error
-
-    def item_result(self):
-        status = "FORBIDDEN" if self.error.status == 403 else "BAD_REQUEST"
-        out = {"id": "", "status": status, "error": self.error.message}
-        field = self.error.extra.get("field")
-        if field:
-            out["field"] = field
-        return out
-
-
-def batch_results(items, parse):
-    """`parse(item, "items[i]")` of each item, or an ItemError where it raised PlatformError."""
-    out = []
-    for i, item in enumerate(items):
-        try:
-            out.append(parse(item, "items[%d]" % i))
-        except PlatformError as e:
-            if e.status not in (400, 403):
-                raise
-            out.append(ItemError(e))
-    return out

@@ -11,12 +11,11 @@ job and is acknowledged). Both take one id or a filter and answer how many jobs 
 from flowcatalyst.core import jsoncodec
 
 from . import jobs, jobstate
-from .api_events import batch_results
 from .domain import http_url
 from .errors import PlatformError, not_found, validation
 from .routes import Reply, list_filters, list_page, platform_route, query_list, read_body
 from .store import marks
-from .validate import Fields
+from .validate import Fields, batch_results, camel
 
 MAX_BATCH = 1000
 CREATE = (
@@ -68,11 +67,6 @@ SCHEMAS = {
     },
     "JobsMoved": {"type": "object", "properties": {"count": {"type": "integer"}}},
 }
-
-
-def camel(name):
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 JSON_COLUMNS = ("metadata",)

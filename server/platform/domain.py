@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from . import audit, clock, ids
 from .errors import conflict, not_found, validation
 from .routes import query_list, query_str
+from .validate import camel
 
 
 async def load_for_change(tx, principal, table, what, ident):
@@ -162,4 +163,4 @@ async def list_rows(store, req, principal, table, statuses, *exact):
 
 def camel_keys(columns):
     """Column changes as the API names them (rate_limit -> rateLimit), for the audit trail."""
-    return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): v for k, v in columns.items()}
+    return {camel(k): v for k, v in columns.items()}

@@ -70,8 +70,6 @@ class Scheduler:
         self.stale_seconds = s.stale_queued_seconds
         self.stuck_margin = s.stuck_processing_margin
         self._next_recovery = 0.0
-        self.published = 0
-        self.publish_failures = 0
         self.loops = [
             Loop(
                 "scheduler",
@@ -136,12 +134,10 @@ class Scheduler:
         try:
             await self.publisher.publish_batch(items)
         except Exception as e:
-            self.publish_failures += 1
             ids = [job["id"] for job in jobs]
             await self.platform.store.write(jobs.move, ids, "PUBLISH_FAILED")
             _log.error("publish failed; jobs back to PENDING", jobs=len(ids), error=str(e))
             raise
-        self.published += len(jobs)
 
     async def recover(self):
         """Return stale QUEUED and stuck PROCESSING jobs to PENDING; the number returned."""

@@ -10,11 +10,17 @@ snake_case (spec §3.2: the SDKs write both); the first name given is the one er
 import re
 
 from . import clock
-from .errors import validation
+from .errors import PlatformError, validation
 
 
 def snake(name):
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def camel(name):
+    """A column's API name: rate_limit -> rateLimit."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 class Fields:
@@ -161,3 +167,31 @@ class Fields:
                 {"key": pair["key"], "value": v if v is None or isinstance(v, str) else str(v)}
             )
         return out
+
+
+class ItemError:
+    """A batch item that was refused, and why."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def item_result(self):
+        status = "FORBIDDEN" if self.error.status == 403 else "BAD_REQUEST"
+        out = {"id": "", "status": status, "error": self.error.message}
+        field = self.error.extra.get("field")
+        if field:
+            out["field"] = field
+        return out
+
+
+def batch_results(items, parse):
+    """`parse(item, "items[i]")` of each item, or an ItemError where it raised PlatformError."""
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(parse(item, "items[%d]" % i))
+        except PlatformError as e:
+            if e.status not in (400, 403):
+                raise
+            out.append(ItemError(e))
+    return out

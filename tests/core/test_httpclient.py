@@ -25,6 +25,7 @@ from flowcatalyst.core.httpclient import (
     resolve_location,
     split_url,
 )
+from tests.support.ports import free_port
 from tests.support.target import Target
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -158,13 +159,6 @@ def raw_exchange(handler, count=1, method="POST", path="/", body=b"x", **options
             return results, server, client
 
     return run(main())
-
-
-def free_port():
-    """A loopback port on which nothing listens (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ok(body=b"ok", extra=b""):

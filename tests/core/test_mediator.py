@@ -6,7 +6,6 @@ import asyncio
 import base64
 import email.utils
 import json
-import socket
 import time
 
 import pytest
@@ -29,6 +28,7 @@ from flowcatalyst.core.classify import (
     SUCCESS,
 )
 from flowcatalyst.core.timefmt import parse_iso_utc
+from tests.support.ports import free_port
 
 SPEC_SECRET = "test-secret-do-not-use-in-prod"
 SPEC_NOW = parse_iso_utc("2026-01-01T00:00:00.000Z")
@@ -80,12 +80,6 @@ class CountingTransport:
 
     async def close(self):
         await self.client.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- build_request: pure ----------------------------------------------------------------------------

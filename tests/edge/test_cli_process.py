@@ -4,18 +4,13 @@ refuses a bad config file with exit status 2 and what is wrong."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_port
 
 
 def start(tmp_path, *args):

@@ -6,7 +6,6 @@ mid-batch, and rows that only count once the application commits."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from flowcatalyst.server.outbox.app import OutboxServer
 from flowcatalyst.server.outbox.settings import OutboxSettings
 from tests.support.edgeapp import EdgeRunner, eventually
 from tests.support.platform import PlatformRunner
+from tests.support.ports import free_port
 from tests.support.target import Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,12 +35,6 @@ FAST = {
     "retry_backoff": (0.2,),
     "shutdown_timeout": 2.0,
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def outbox(tmp_path, db, base_url, name="outbox", **settings):

@@ -11,14 +11,7 @@ import pytest
 
 from flowcatalyst.server import cli
 from tests.support.edgeapp import eventually, pointer
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_port
 
 
 def _up(port):
@@ -40,7 +33,7 @@ def test_the_router_delivers_under_uvloop(tmp_path, target):
         '{"processingPools": [{"code": "CORE", "concurrency": 2}, {"code": "HX", "concurrency": 2}],'
         ' "queues": [{"queueName": "q", "queueUri": "sqlite://%s?queue=q", "waitSeconds": 0.2}]}' % (tmp_path / "q.db")
     )
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, FC_EVENT_LOOP="uvloop", FC_HTTPX_POOLS="HX", FC_LOG_LEVEL="INFO")
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowcatalyst.server", "router", "--config", str(cfg), "--port", str(port)],

@@ -15,6 +15,7 @@ from flowcatalyst.core.classify import ERROR_CONNECTION, ERROR_PROCESS, SUCCESS
 from flowcatalyst.core.httpclient import USER_AGENT, TransportError
 from flowcatalyst.server.httpxtransport import HttpxResponse, HttpxTransport
 from tests.support.h2target import H2Target
+from tests.support.ports import free_port
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -54,12 +55,6 @@ def send(url, headers=None, body=b"", timeout=None, method="POST", **options):
             return e
 
     return with_transport(scenario, **options)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RawServer:

@@ -40,6 +40,7 @@ from flowcatalyst.server.natsconfig import (
 )
 from flowcatalyst.server.natsqueue import NatsPollError, NatsQueue, NatsSetupError, Unparsed
 from tests.support.engine import FailFirst, fast_mediator, pointer, wait_until
+from tests.support.ports import free_port
 
 NATS_URL = os.environ.get("FC_TEST_NATS_URL") or "nats://127.0.0.1:4222"
 REQUIRE = os.environ.get("FC_TEST_REQUIRE_SERVICES") == "1"
@@ -683,17 +684,11 @@ def _nats_server_binary():
     return shutil.which("nats-server") or next((p for p in ("/usr/sbin/nats-server", "/usr/local/bin/nats-server") if os.path.exists(p)), None)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PrivateServer:
     """A nats-server of this test alone: its own port and store, stopped by its pid."""
 
     def __init__(self, binary, store):
-        self.binary, self.store, self.port, self.proc = binary, store, _free_port(), None
+        self.binary, self.store, self.port, self.proc = binary, store, free_port(), None
 
     async def start(self):
         self.proc = subprocess.Popen(

@@ -17,6 +17,7 @@ from flowcatalyst.server.app import RouterServerApp
 from flowcatalyst.server.queues import NATS, SQLITE, SQS, queue_kind
 from flowcatalyst.server.settings import RouterServerSettings
 from tests.support.edgeapp import EdgeRunner, eventually, pointer
+from tests.support.ports import free_port
 
 
 def server(tmp_path, **settings):
@@ -105,7 +106,7 @@ def test_a_bare_queue_name_needs_a_database(tmp_path):
 def test_sigterm_drains_and_exits_0(tmp_path, target):
     cfg = tmp_path / "router.json"
     cfg.write_text('{"processingPools": [{"code": "P", "concurrency": 2}], "queues": [{"queueName": "q", "queueUri": "sqlite://%s?queue=q"}]}' % (tmp_path / "q.db"))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowcatalyst.server", "router", "--config", str(cfg), "--port", str(port)],
         stderr=subprocess.PIPE,
@@ -161,16 +162,6 @@ def test_config_from_a_platform_changes_pools_and_queues_in_place(tmp_path, targ
 
     con = sqlite3.connect(str(tmp_path / "q.db"))
     assert con.execute("SELECT COUNT(*) FROM queue_messages").fetchall() == [(0,)]  # the removed queue's message was acked
-
-
-def _free_port():
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _get(port, path):

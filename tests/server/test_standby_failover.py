@@ -24,7 +24,6 @@ How "never both poll" is established, three ways:
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,16 +33,11 @@ import httpx
 
 from flowcatalyst.core.timefmt import parse_iso_utc
 from tests.support.edgeapp import eventually, pointer
+from tests.support.ports import free_port
 from tests.support.redis import delete_keys, require_redis, sync_client, unique_key
 
 TTL = 3.0
 HEARTBEAT = 1.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RouterProcess:

@@ -30,14 +30,10 @@ import time
 import urllib.request
 import uuid
 
+from tests.support.ports import free_port
+
 REGION = "us-east-1"
 _ENV_REMOVED = ("AWS_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MotoServer:
@@ -50,7 +46,7 @@ class MotoServer:
 
     def start(self, timeout=30.0):
         for _ in range(3):  # the free port may be taken before moto binds it
-            self.port = _free_port()
+            self.port = free_port()
             self.endpoint = "http://127.0.0.1:%d" % self.port
             self._log = tempfile.TemporaryFile()
             self.process = subprocess.Popen(
