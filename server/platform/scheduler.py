@@ -129,12 +129,12 @@ class Scheduler:
             "dispatchMode": job["mode"],
         }
 
-    async def _publish(self, jobs, queued_at):
-        items = [(self.pointer(job), "%s:%s" % (job["id"], queued_at)) for job in jobs]
+    async def _publish(self, claimed, queued_at):
+        items = [(self.pointer(job), "%s:%s" % (job["id"], queued_at)) for job in claimed]
         try:
             await self.publisher.publish_batch(items)
         except Exception as e:
-            ids = [job["id"] for job in jobs]
+            ids = [job["id"] for job in claimed]
             await self.platform.store.write(jobs.move, ids, "PUBLISH_FAILED")
             _log.error("publish failed; jobs back to PENDING", jobs=len(ids), error=str(e))
             raise

@@ -427,3 +427,25 @@ def test_jobs_run_in_their_dispatch_pool_and_a_suspended_pool_holds_them(
             httpx.post(platform.url("/api/dispatch-pools/%s/activate" % pool_id)).status_code == 200
         )
         wait_status(platform, sub["id"], ["COMPLETED", "COMPLETED"])
+
+
+def test_a_refused_publish_puts_the_jobs_back_to_pending(tmp_path):
+    """The scheduler flips jobs QUEUED before it publishes; when the queue cannot be reached,
+    they go back to PENDING (not left QUEUED for stale recovery minutes later)."""
+    from flowcatalyst.server.platform import jobs
+    from tests.support.ports import free_port
+
+    queue = "nats://127.0.0.1:%d?stream=FCDOWN&consumer=router&subject=fcdown.>" % free_port()
+    with PlatformRunner(
+        tmp_path, None, router_enabled=False, dispatch_queue=queue, **FAST
+    ) as platform:
+        job = jobs.new_job("a:b:c:d", "http://127.0.0.1:9/hook")
+
+        async def insert(tx):
+            await jobs.insert_jobs(tx, [job])
+
+        platform.write(insert)
+        scheduler = platform.app.scheduler.loops[0]
+        eventually(lambda: scheduler.errors >= 1, timeout=30, what="a failed publish")
+        (row,) = platform.query("SELECT status FROM msg_dispatch_jobs")
+        assert row["status"] == "PENDING"
