@@ -125,3 +125,12 @@ def test_the_botocore_data_the_server_binary_keeps_makes_a_working_sqs_client(tm
     target = captured["headers"]["X-Amz-Target"]
     assert (target.decode() if isinstance(target, bytes) else target) == "AmazonSQS.SendMessage"
     assert "Authorization" in captured["headers"]
+
+
+def test_the_https_smoke_step_passes_with_python(tmp_path):
+    """check_edge_tls, the smoke test's HTTPS run, against `python -m flowcatalyst.edge`: the
+    step itself works, so when it fails on a binary the binary is at fault (it caught a build
+    without the idna codec)."""
+    pytest.importorskip("cryptography", reason="the smoke test's certificate needs cryptography")
+    cmd = [sys.executable, "-m", "flowcatalyst.edge"]
+    build.check_edge_tls(cmd, str(tmp_path), build.service_env(tmp_path))
