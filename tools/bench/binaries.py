@@ -18,11 +18,16 @@ dist/fc-server.dist/fc-server), one after the other on this machine:
   /api/messages, IMMEDIATE, to a sink process; the server: events to POST /api/events/batch with
   a subscription to the sink, so the platform fans out, schedules, queues and delivers), the
   highest resident memory sampled every 0.5 s, and the rate the sink received.
+- the floor (--floor, on by default): tools/bench/rss_floor.py, the standard library the edge
+  runs on and nothing of FlowCatalyst, idle under `python -I -S` and compiled by Nuitka with
+  fc-edge's own options (standalone): the least an edge-like program holds; fc-edge's idle RSS
+  above it is FlowCatalyst's own.
 Then it prints the table and the targets of the binaries issue: fc-edge onefile <= 8 MB, fc-server
 onefile <= 20 MB, warm start of fc-edge within 1.5x of `python -m flowcatalyst.edge`, idle RSS of
 fc-edge <= 25 MB. Linux only (/proc).
 
-Options: --starts N (10), --idle S (10), --rate R (1000), --seconds S (10), --only edge|server.
+Options: --starts N (10), --idle S (10), --rate R (1000), --seconds S (10), --only edge|server,
+--no-floor.
 """
 
 import argparse
@@ -46,6 +51,7 @@ TARGET_SERVER_MB = 20
 TARGET_WARM_RATIO = 1.5
 TARGET_EDGE_IDLE_MB = 25
 EVENT_TYPE = "bench:binaries:order:created"
+FLOOR = Path(__file__).with_name("rss_floor.py")
 
 
 def variants(edition):
@@ -253,10 +259,44 @@ def measure(edition, args, workdir):
     return results
 
 
+def floor_variants():
+    """(label, command) of rss_floor.py under `python -I -S` and compiled with fc-edge's options
+    (standalone, into build/nuitka/rss-floor-standalone)."""
+    edition = build.Edition("rss-floor", [], "rss_floor:main", build.NOFOLLOW_EDGE)
+    out = build.WORK / "rss-floor-standalone"
+    print("bench: compiling %s as fc-edge is compiled ..." % FLOOR.name, flush=True)
+    build.compile_program(edition, "standalone", FLOOR, out, os.cpu_count() or 1, FLOOR.parent)
+    compiled = out / (FLOOR.stem + ".dist") / (edition.name + build.EXE)
+    return [
+        ("%s, python -I -S" % FLOOR.name, [sys.executable, "-I", "-S", str(FLOOR)]),
+        ("%s, Nuitka standalone" % FLOOR.name, [str(compiled)]),
+    ]
+
+
+def floor_rss(cmd, workdir, seconds):
+    """Idle RSS in kB of the floor program `seconds` after its start."""
+    db = Path(tempfile.mkdtemp(dir=workdir)) / "floor.db"
+    proc = subprocess.Popen(cmd + [str(db)])
+    time.sleep(seconds)
+    if proc.poll() is not None:
+        raise SystemExit("bench: %s exited with %s" % (cmd, proc.returncode))
+    rss = tree_rss_kb(proc.pid)
+    proc.kill()
+    proc.wait()
+    return rss
+
+
+def measure_floor(args, workdir):
+    return [
+        {"label": label, "idle": floor_rss(cmd, workdir, args.idle)}
+        for label, cmd in floor_variants()
+    ]
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
-def report(args, results):
+def report(args, results, floor):
     print()
     print(
         "Binaries beside `python -m`, this machine (%d cores, load %s), %s"
@@ -289,6 +329,13 @@ def report(args, results):
         "received msg/s",
     ]
     print(table(rows, header))
+    if floor:
+        print()
+        print(
+            "Floor: %s (asyncio, ssl, SQLite, json, hashlib, a listening socket; no FlowCatalyst)"
+            % FLOOR.name
+        )
+        print(table([[r["label"], fmt_mb(r["idle"])] for r in floor], ["", "idle RSS"]))
     by = {r["label"]: r for r in results}
     print()
     print("Targets:")
@@ -330,6 +377,11 @@ def report(args, results):
         )
     for what, value, ok in checks:
         print("  %-45s %10s  %s" % (what, value, "met" if ok else "NOT MET"))
+    if floor and floor[-1]["idle"] > TARGET_EDGE_IDLE_MB * 1024:
+        print(
+            "  (the floor compiled the same way already holds %s: over the %d MB target before"
+            " any FlowCatalyst code)" % (fmt_mb(floor[-1]["idle"]), TARGET_EDGE_IDLE_MB)
+        )
 
 
 def parse_args(argv):
@@ -339,6 +391,7 @@ def parse_args(argv):
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--only", choices=["edge", "server"])
+    p.add_argument("--no-floor", dest="floor", action="store_false", help="skip rss_floor.py")
     return p.parse_args(argv)
 
 
@@ -350,7 +403,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="fc-bench-binaries-") as workdir:
         for edition in [args.only] if args.only else ["edge", "server"]:
             results += measure(edition, args, workdir)
-    report(args, results)
+        floor = measure_floor(args, workdir) if args.floor else []
+    report(args, results, floor)
     return 0
 
 
