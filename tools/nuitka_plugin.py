@@ -12,7 +12,8 @@
 - Packages named in FC_BUILD_BYTECODE (comma-separated, set by tools/build.py) go into the binary
   as bytecode instead of being compiled to C. Nuitka's C for a module is many times the size of
   its bytecode: compiled, the server's third-party packages (redis, psycopg, botocore, anyio,
-  httpx...) made a 64 MB executable. As bytecode they run exactly as under `python -m`.
+  httpx...) made a 64 MB executable. As bytecode they run exactly as under `python -m`, which
+  for our own asyncio code is also faster than compiled (tools/build.py, BYTECODE_OWN).
 - The shared libraries copied into the standalone folder lose their debug symbols on Linux
   (the interpreter's extension modules come with them: 15 MB of libraries become 11 MB). Not on
   macOS (stripping breaks their code signatures) nor Windows (DLLs carry none).
