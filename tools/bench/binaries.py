@@ -31,6 +31,7 @@ Options: --starts N (10), --idle S (10), --rate R (1000), --seconds S (10), --on
 """
 
 import argparse
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -262,7 +263,9 @@ def measure(edition, args, workdir):
 def floor_variants():
     """(label, command) of rss_floor.py under `python -I -S` and compiled with fc-edge's options
     (standalone, into build/nuitka/rss-floor-standalone)."""
-    edition = build.Edition("rss-floor", [], "rss_floor:main", build.NOFOLLOW_EDGE)
+    edition = dataclasses.replace(
+        build.EDITIONS["edge"], name="rss-floor", packages=[], main="rss_floor:main", extra=[]
+    )
     out = build.WORK / "rss-floor-standalone"
     print("bench: compiling %s as fc-edge is compiled ..." % FLOOR.name, flush=True)
     build.compile_program(edition, "standalone", FLOOR, out, os.cpu_count() or 1, FLOOR.parent)
