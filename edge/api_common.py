@@ -27,14 +27,19 @@ def json_response(data, status=200, headers=None):
     return Response(jsoncodec.dumps(data), status, out)
 
 
-def error_response(status, code, message, headers=None, **extra):
+def error_body(code, message, extra):
     body = {"error": code, "message": message}
     body.update(extra)
-    return json_response(body, status, headers)
+    return body
+
+
+def error_response(status, code, message, headers=None, **extra):
+    return json_response(error_body(code, message, extra), status, headers)
 
 
 class ApiError(Exception):
-    """Answer the request with `status` and `{"error": code, "message": message, **extra}`."""
+    """Answer the request with `status` and `{"error": code, "message": message, **extra}`
+    (the platform's PlatformError is one too, with its own codes)."""
 
     def __init__(self, status, code, message, **extra):
         super().__init__(message)
@@ -43,8 +48,11 @@ class ApiError(Exception):
         self.message = message
         self.extra = extra
 
+    def body(self):
+        return error_body(self.code, self.message, self.extra)
+
     def response(self):
-        return error_response(self.status, self.code, self.message, **self.extra)
+        return json_response(self.body(), self.status)
 
 
 def bad_request(message, **extra):

@@ -140,7 +140,7 @@ def test_every_c_accelerator_nuitka_leaves_out_is_named():
     """Nuitka's package configuration keeps some C accelerators out of a build ("no-auto-follow",
     "may slow down by using fallback implementation"); the standard-library module then runs
     its pure-Python fallback in the binary only. A server binary without `_datetime` delivered
-    ~8 % less than `python -m` at 1,000 msg/s (tools/bench/binaries.py). tools/build.py names
+    ~10 % less than `python -m` at 1,000 msg/s (tools/bench/binaries.py). tools/build.py names
     each one."""
     import importlib.util
     import re

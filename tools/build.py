@@ -123,7 +123,7 @@ NOFOLLOW_SERVER = NOFOLLOW_COMMON + [
 # Bytecode, not C (see tools/nuitka_plugin.py): the same speed as under `python -m`, a fraction
 # of the size. Our own code too: compiled by Nuitka 4.3, fc-edge delivered 3,700-4,100 msg/s
 # against 4,400-4,900 as bytecode, and fc-server dev 1,030-1,050 events/s against 1,190-1,230,
-# in alternating runs on one machine (its coroutines are faster in CPython's 3.11 interpreter).
+# in alternating runs on one machine (why compiled is slower was not profiled).
 BYTECODE_OWN = ["flowcatalyst", "microdot"]
 BYTECODE_SERVER = BYTECODE_OWN + [
     "redis", "psycopg", "psycopg_pool", "botocore", "anyio", "httpx", "httpcore", "h2", "h11",
@@ -418,6 +418,24 @@ def start_service(cmd, workdir, env, port, log_path, scheme="http"):
     return proc, time.monotonic() - started
 
 
+def deliver_then_stop(proc, deliver, base, log_path, delivered=None):
+    """`deliver(base)` to the started service `proc` (then `delivered()`), then stop it; a failed
+    delivery or an exit status other than 0 prints the service's log and fails the smoke test."""
+    try:
+        deliver(base)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        print(Path(log_path).read_text(), file=sys.stderr)
+        raise
+    if delivered is not None:
+        delivered()
+    status = stop_service(proc)
+    if status != 0:
+        print(Path(log_path).read_text(), file=sys.stderr)
+        raise SystemExit("smoke: %s exited with %s on stop, not 0" % (proc.args[0], status))
+
+
 def deliver_edge(base):
     """Publish one pointer to the edge's own /api/test/fast; wait for the target to count it."""
     http("POST", base + "/api/test/stats/reset")
@@ -486,17 +504,7 @@ def check_edge_tls(cmd, workdir, env):
     args = service_command(cmd, "fc-edge", port, workdir) + ["--tls-cert", cert, "--tls-key", key]
     log = os.path.join(workdir, "tls.log")
     proc, _ = start_service(args, workdir, dict(env, FC_CA_FILE=cert), port, log, scheme="https")
-    try:
-        deliver_edge("https://127.0.0.1:%d" % port)
-    except BaseException:
-        stop_service(proc)
-        print(Path(log).read_text(), file=sys.stderr)
-        raise
-    status = stop_service(proc)
-    if status != 0:
-        raise SystemExit(
-            "smoke: fc-edge over HTTPS exited with %s:\n%s" % (status, Path(log).read_text())
-        )
+    deliver_then_stop(proc, deliver_edge, "https://127.0.0.1:%d" % port, log)
 
 
 def deliver_server_router_on_sqs(cmd, workdir, env):
@@ -680,18 +688,13 @@ def smoke(name, cmd, onefile=False):
             os.path.join(workdir, "service.log"),
         )
         step("GET /health 200 after %.2f s" % seconds)
-        try:
-            SMOKE[name].deliver("http://127.0.0.1:%d" % port)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            print(Path(workdir, "service.log").read_text(), file=sys.stderr)
-            raise
-        step("message delivered through its SQLite queue")
-        status = stop_service(proc)
-        if status != 0:
-            print(Path(workdir, "service.log").read_text(), file=sys.stderr)
-            raise SystemExit("smoke: %s exited with %s on stop, not 0" % (name, status))
+        deliver_then_stop(
+            proc,
+            SMOKE[name].deliver,
+            "http://127.0.0.1:%d" % port,
+            os.path.join(workdir, "service.log"),
+            delivered=lambda: step("message delivered through its SQLite queue"),
+        )
         step("stopped with exit status 0")
         if name == "fc-edge":
             check_edge_tls(cmd, workdir, env)

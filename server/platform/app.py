@@ -102,24 +102,10 @@ class EmbeddedRouter(RouterServerApp):
 
 
 def router_settings(settings):
-    """RouterServerSettings for the embedded router from the platform's settings."""
-    shared = (
-        "host",
-        "port",
-        "tls_cert",
-        "tls_key",
-        "request_timeout",
-        "connect_timeout",
-        "http_client",
-        "httpx_pools",
-        "http2",
-        "event_loop",
-        "shutdown_timeout",
-        "sqlite_sync",
-        "log_format",
-        "log_level",
-    )
-    values = {name: getattr(settings, name) for name in shared}
+    """RouterServerSettings for the embedded router from the platform's settings: every setting
+    the two tables have in common (listen address, TLS, HTTP client, logging...)."""
+    router = {row[0] for row in RouterServerSettings.TABLE}
+    values = {row[0]: getattr(settings, row[0]) for row in settings.TABLE if row[0] in router}
     values["auth_mode"] = "NONE"  # the platform's auth (auth.py) guards the shared API
     return RouterServerSettings(**values)
 

@@ -2,19 +2,11 @@
 with 400 VALIDATION_ERROR, 401 UNAUTHORIZED, 403 FORBIDDEN, 404 NOT_FOUND, 409 for a
 duplicate or a business rule (its own code, e.g. SUBSCRIPTION_CODE_EXISTS), 429, else 500."""
 
+from flowcatalyst.edge.api_common import ApiError
 
-class PlatformError(Exception):
-    def __init__(self, status, code, message, **extra):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
-    def body(self):
-        out = {"error": self.code, "message": self.message}
-        out.update(self.extra)
-        return out
+class PlatformError(ApiError):
+    """An API error with the platform's codes (above); the edge's ApiError answers it."""
 
 
 def validation(message, **extra):

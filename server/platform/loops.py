@@ -16,6 +16,19 @@ from flowcatalyst.core.log import logger
 _log = logger("loops")
 
 
+class Loops:
+    """A part made of background loops (`self.loops`), started and stopped together."""
+
+    def start(self):
+        for loop in self.loops:
+            loop.start()
+        return self
+
+    async def stop(self):
+        for loop in self.loops:
+            await loop.stop()
+
+
 class Signals:
     def __init__(self):
         self._events = {}

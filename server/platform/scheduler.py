@@ -34,7 +34,7 @@ import time
 from flowcatalyst.core.log import logger
 
 from . import clock, jobs
-from .loops import Loop
+from .loops import Loop, Loops
 from .routerconfig import router_pool_code
 
 RECOVERY_INTERVAL = 30.0
@@ -60,7 +60,7 @@ CLAIM = (
 )
 
 
-class Scheduler:
+class Scheduler(Loops):
     def __init__(self, platform, publisher):
         self.platform = platform
         self.publisher = publisher
@@ -79,15 +79,6 @@ class Scheduler:
                 metrics=platform.metrics,
             )
         ]
-
-    def start(self):
-        for loop in self.loops:
-            loop.start()
-        return self
-
-    async def stop(self):
-        for loop in self.loops:
-            await loop.stop()
 
     async def step(self):
         """One poll: (jobs queued, batch size)."""

@@ -18,7 +18,7 @@ Jobs keep the event's `created_at`, so the scheduler delivers them in event orde
 """
 
 from . import clock, jobs
-from .loops import Loop
+from .loops import Loop, Loops
 from .matching import client_matches, type_matches
 from .projections import project_events, project_jobs
 from .store import marks
@@ -124,7 +124,7 @@ class FanOut:
         return len(events), created
 
 
-class StreamProcessor:
+class StreamProcessor(Loops):
     """The enabled loops of fan-out and the two projections."""
 
     def __init__(self, platform):
@@ -162,12 +162,3 @@ class StreamProcessor:
         ):
             if enabled:
                 self.loops.append(Loop(name, step, signals, metrics=platform.metrics))
-
-    def start(self):
-        for loop in self.loops:
-            loop.start()
-        return self
-
-    async def stop(self):
-        for loop in self.loops:
-            await loop.stop()

@@ -41,9 +41,9 @@ from flowcatalyst.server.natsconfig import (
 from flowcatalyst.server.natsqueue import NatsPollError, NatsQueue, NatsSetupError, Unparsed
 from tests.support.engine import FailFirst, fast_mediator, pointer, wait_until
 from tests.support.ports import free_port
+from tests.support.services import service_missing
 
 NATS_URL = os.environ.get("FC_TEST_NATS_URL") or "nats://127.0.0.1:4222"
-REQUIRE = os.environ.get("FC_TEST_REQUIRE_SERVICES") == "1"
 
 
 # -- the URI and the pure checks (no server) ---------------------------------------------------------
@@ -201,10 +201,7 @@ def _probe(url):
 def nats_url():
     problem = _probe(NATS_URL)
     if problem:
-        message = "NATS at %s: %s (set FC_TEST_NATS_URL)" % (NATS_URL, problem)
-        if REQUIRE:
-            pytest.fail(message + "; FC_TEST_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(message)
+        service_missing("NATS at %s: %s (set FC_TEST_NATS_URL)" % (NATS_URL, problem))
     return NATS_URL
 
 

@@ -6,9 +6,8 @@ under FC_TEST_REQUIRE_SERVICES=1 (CI), where they fail."""
 import os
 import uuid
 
-import pytest
-
 from flowcatalyst.server.outbox import dbapi
+from tests.support.services import service_missing
 
 ADMIN_URL = os.environ.get("FC_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
@@ -33,9 +32,7 @@ def require_mariadb():
                 ADMIN_URL,
                 str(e).strip(),
             )
-    if os.environ.get("FC_TEST_REQUIRE_SERVICES") == "1":
-        pytest.fail(reason + " — FC_TEST_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(reason)
+    service_missing(reason)
 
 
 class FreshMariaDb:

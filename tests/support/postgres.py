@@ -7,7 +7,7 @@ FC_TEST_REQUIRE_SERVICES=1 (CI), where they fail."""
 import os
 import uuid
 
-import pytest
+from tests.support.services import service_missing
 
 ADMIN_URL = os.environ.get("FC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -32,9 +32,7 @@ def require_postgres():
                 ADMIN_URL,
                 str(e).strip(),
             )
-    if os.environ.get("FC_TEST_REQUIRE_SERVICES") == "1":
-        pytest.fail(reason + " — FC_TEST_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(reason)
+    service_missing(reason)
 
 
 def database_url(name):

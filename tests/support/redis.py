@@ -12,7 +12,7 @@ import os
 import uuid
 from urllib.parse import urlsplit
 
-import pytest
+from tests.support.services import service_missing
 
 REDIS_URL = os.environ.get("FC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
@@ -33,9 +33,7 @@ def require_redis():
                 client.close()
         except Exception as e:
             reason = "Redis is not reachable at %s (set FC_TEST_REDIS_URL): %s" % (REDIS_URL, e)
-    if os.environ.get("FC_TEST_REQUIRE_SERVICES") == "1":
-        pytest.fail(reason + " — FC_TEST_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(reason)
+    service_missing(reason)
 
 
 def sync_client():
